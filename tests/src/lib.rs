@@ -1,1 +1,41 @@
 //! Nested test host fixture.
+//!
+//! The development machines of this project cannot boot Linux with their own
+//! `/dev/kvm`, so guest-booting tests run one level down: an L1 Linux under
+//! QEMU TCG (`resources/nested-host/`) loads `kvm-amd`, and `minivmm` boots
+//! the L2 test guest (`resources/guest/`) inside it. The L1 `/init` runs a
+//! list of *scenarios* and frames each one with console markers; this crate
+//! builds the images, boots L1, streams and saves the console, and turns the
+//! markers into per-scenario results.
+//!
+//! ```no_run
+//! use minivmm_tests::NestedHost;
+//!
+//! let run = NestedHost::new("example")
+//!     .scenarios(["l1-smoke", "boot-smp"])
+//!     .run()
+//!     .unwrap_or_else(|e| panic!("{e}"));
+//! let boot = run.expect_l2_pass("boot-smp").unwrap_or_else(|e| panic!("{e}"));
+//! println!("L2 boot time: {:?}", boot.l2_boot_time);
+//! ```
+//!
+//! The console markers, all printed at the start of a line by the L1 or L2
+//! `/init` (see `resources/nested-host/init` and `resources/guest/init`):
+//!
+//! | marker | meaning |
+//! |---|---|
+//! | `MINIVMM-L1-READY kvm=yes\|no` | L1 is up and tried to load kvm-amd |
+//! | `MINIVMM-SCENARIO-START <name>` | L1 starts a scenario |
+//! | `MINIVMM-L2-RESULT <name> PASS\|FAIL <details>` | the L2 guest's verdict |
+//! | `MINIVMM-SCENARIO-END <name> rc=<n>` | the scenario ended with status n |
+//! | `MINIVMM-L1-DONE` | every scenario ran; L1 powers off |
+
+mod console;
+mod error;
+mod host;
+mod images;
+
+pub use console::{L2Result, ScenarioOutcome};
+pub use error::Error;
+pub use host::{NestedHost, Run};
+pub use images::{build_images, minivmm_binary, target_dir, workspace_root, Images};

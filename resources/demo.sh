@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The demo: builds minivmm (release) and the nested host images, then boots
+# the nested host (L1, QEMU TCG) in demo mode with its console on this
+# terminal. L1 starts minivmm, which boots the L2 guest: you land in the L2
+# busybox shell. `exit` (or poweroff -f) ends the guest, minivmm and L1;
+# Ctrl-a x quits QEMU at any time. MINIVMM_BIN=PATH uses another binary.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(dirname "$here")"
+# shellcheck source=resources/lib.sh
+. "$here/lib.sh"
+
+bash "$here/host-packages.sh"
+if [ -z "${MINIVMM_BIN:-}" ]; then
+    log "building minivmm (release)"
+    (cd "$root" && cargo build --release -p vmm)
+fi
+bin="${MINIVMM_BIN:-$root/target/release/minivmm}"
+images="$root/target/nested/demo-images"
+bash "$here/nested-host/build.sh" --minivmm "$bin" --out "$images"
+[ -t 0 ] || log "warning: stdin is not a terminal; the guest shell will not be interactive"
+exec bash "$here/nested-host/run.sh" --images "$images" --mode demo

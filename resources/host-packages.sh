@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Installs the host packages the nested test host and the demo need
+# (QEMU, a static busybox, cpio, kmod for depmod, xz). Idempotent.
+set -euo pipefail
+# shellcheck source=resources/lib.sh
+. "$(dirname "$0")/lib.sh"
+
+ensure_packages qemu-system-x86 busybox-static cpio kmod xz-utils

@@ -1,0 +1,128 @@
+# shellcheck shell=bash
+# Shared helpers for the minivmm resource scripts. Source it; it is safe under
+# `set -euo pipefail`. Provides progress logging, the download cache, package
+# installation, and the copying of kernel modules and binaries into images.
+
+# The pinned kernel used for both the nested host (L1) and the guest (L2).
+MINIVMM_KERNEL_VERSION="${MINIVMM_KERNEL_VERSION:-6.12.107+deb12-amd64}"
+MINIVMM_CACHE="${MINIVMM_CACHE:-$HOME/.cache/minivmm}"
+
+# Prints a progress line on stderr (stdout is kept for results).
+log() {
+    printf '==> %s\n' "$*" >&2
+}
+
+die() {
+    printf 'error: %s\n' "$*" >&2
+    exit 1
+}
+
+# Creates (if needed) and prints the cache directory.
+cache_dir() {
+    mkdir -p "$MINIVMM_CACHE"
+    printf '%s\n' "$MINIVMM_CACHE"
+}
+
+# ensure_packages PKG...: installs the Debian packages that are missing.
+# Runs `apt-get update` and `apt-get install` only when something is missing.
+ensure_packages() {
+    local missing=() pkg
+    for pkg in "$@"; do
+        if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
+            missing+=("$pkg")
+        fi
+    done
+    if [ "${#missing[@]}" -eq 0 ]; then
+        return 0
+    fi
+    log "installing packages: ${missing[*]}"
+    local sudo=()
+    if [ "$(id -u)" -ne 0 ]; then
+        sudo=(sudo)
+    fi
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q >&2
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+}
+
+# copy_modules KROOT VERSION DEST MODULE...: copies the named modules and every
+# module they depend on (per KROOT/lib/modules/VERSION/modules.dep) into
+# DEST/lib/modules/VERSION, decompressing .ko.xz to .ko, then runs depmod on
+# DEST. Modules that are built in (listed in modules.builtin) are skipped.
+copy_modules() {
+    local kroot="$1" ver="$2" dest="$3"
+    shift 3
+    local src="$kroot/lib/modules/$ver"
+    local dst="$dest/lib/modules/$ver"
+    [ -f "$src/modules.dep" ] || die "no modules.dep in $src (run depmod)"
+    mkdir -p "$dst"
+    local -A seen=()
+    local queue=("$@") name path deps dep
+    while [ "${#queue[@]}" -gt 0 ]; do
+        name="${queue[0]}"
+        queue=("${queue[@]:1}")
+        # modules.dep uses file names; the names given may use - or _.
+        name="${name//_/[-_]}"
+        path=""
+        deps=""
+        local line
+        line="$(grep -E "(^|/)${name}\.ko(\.xz|\.zst|\.gz)?:" "$src/modules.dep" | head -n1 || true)"
+        if [ -z "$line" ]; then
+            if grep -qE "(^|/)${name}\.ko" "$src/modules.builtin" 2>/dev/null; then
+                continue
+            fi
+            die "module ${name} not found in $src/modules.dep"
+        fi
+        path="${line%%:*}"
+        deps="${line#*:}"
+        [ -n "${seen[$path]:-}" ] && continue
+        seen[$path]=1
+        mkdir -p "$dst/$(dirname "$path")"
+        case "$path" in
+            *.ko.xz) xz -dc "$src/$path" >"$dst/${path%.xz}" ;;
+            *) cp "$src/$path" "$dst/$path" ;;
+        esac
+        for dep in $deps; do
+            dep="$(basename "$dep")"
+            queue+=("${dep%%.ko*}")
+        done
+    done
+    cp "$src/modules.order" "$src/modules.builtin" "$dst/" 2>/dev/null || true
+    [ -f "$src/modules.builtin.modinfo" ] && cp "$src/modules.builtin.modinfo" "$dst/"
+    depmod -b "$dest" "$ver"
+}
+
+# copy_binary BIN DEST: copies BIN and the shared libraries `ldd` lists (plus the
+# dynamic loader) into DEST at the same absolute paths. BIN itself goes to
+# DEST/<its absolute path> unless a third argument names the target path.
+copy_binary() {
+    local bin="$1" dest="$2" target="${3:-}"
+    [ -x "$bin" ] || die "not an executable: $bin"
+    [ -n "$target" ] || target="$(readlink -f "$bin")"
+    mkdir -p "$dest/$(dirname "$target")"
+    cp -L "$bin" "$dest/$target"
+    local lib
+    # ldd prints "name => /path (addr)" for libraries and "/path (addr)" for the loader.
+    while read -r lib; do
+        [ -n "$lib" ] || continue
+        mkdir -p "$dest/$(dirname "$lib")"
+        cp -L "$lib" "$dest/$lib"
+    done < <(ldd "$bin" 2>/dev/null | grep -oE '/[^ ]+' | sort -u || true)
+}
+
+# pack_cpio DIR OUT: packs DIR as a gzip'ed newc cpio archive (initramfs).
+pack_cpio() {
+    local dir="$1" out="$2"
+    mkdir -p "$(dirname "$out")"
+    (cd "$dir" && find . -print0 | LC_ALL=C sort -z | cpio --null -o -H newc --quiet --owner=0:0) | gzip -1 >"$out.tmp"
+    mv "$out.tmp" "$out"
+}
+
+# install_busybox DIR: puts a static busybox and its applet links into DIR.
+install_busybox() {
+    local dir="$1" applet
+    mkdir -p "$dir/bin" "$dir/sbin" "$dir/usr/bin" "$dir/usr/sbin"
+    cp /bin/busybox "$dir/bin/busybox"
+    for applet in $("$dir/bin/busybox" --list); do
+        [ -e "$dir/bin/$applet" ] || ln -s busybox "$dir/bin/$applet"
+    done
+}
