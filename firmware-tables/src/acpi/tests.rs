@@ -1,0 +1,136 @@
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+
+use super::*;
+
+const BASE: u64 = 0xe0000;
+
+fn platform(cpus: u8) -> Platform {
+    Platform {
+        cpus,
+        lapic_addr: 0xfee0_0000,
+        ioapic_addr: 0xfec0_0000,
+        pm: PowerManagement {
+            sleep_control_port: 0x600,
+            sleep_status_port: 0x601,
+            reset_port: 0x602,
+            reset_value: 1,
+            s5_sleep_type: 5,
+        },
+        serial_ports: vec![SerialPort { port: 0x3f8, irq: 4 }],
+        pvpanic_port: Some(0x505),
+    }
+}
+
+fn memory() -> GuestMemoryMmap {
+    GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x10_0000)]).expect("memory")
+}
+
+fn read(mem: &GuestMemoryMmap, addr: u64, len: usize) -> Vec<u8> {
+    let mut v = vec![0u8; len];
+    mem.read_slice(&mut v, GuestAddress(addr)).expect("read");
+    v
+}
+
+fn u32_at(b: &[u8], off: usize) -> u32 {
+    u32::from_le_bytes(b[off..off + 4].try_into().expect("4 bytes"))
+}
+
+fn u64_at(b: &[u8], off: usize) -> u64 {
+    u64::from_le_bytes(b[off..off + 8].try_into().expect("8 bytes"))
+}
+
+/// Reads a whole table at `addr` and checks its checksum.
+fn table(mem: &GuestMemoryMmap, addr: u64) -> Vec<u8> {
+    let len = u32_at(&read(mem, addr, 8), 4) as usize;
+    let t = read(mem, addr, len);
+    let sum = t.iter().fold(0u8, |a, b| a.wrapping_add(*b));
+    assert_eq!(sum, 0, "checksum of {}", String::from_utf8_lossy(&t[..4]));
+    t
+}
+
+/// Follows RSDP -> XSDT and returns the tables it lists by signature.
+fn walk(mem: &GuestMemoryMmap) -> Vec<(String, Vec<u8>)> {
+    let rsdp = read(mem, BASE, 36);
+    assert_eq!(&rsdp[..8], b"RSD PTR ");
+    assert_eq!(rsdp[..20].iter().fold(0u8, |a, b| a.wrapping_add(*b)), 0);
+    assert_eq!(rsdp.iter().fold(0u8, |a, b| a.wrapping_add(*b)), 0);
+    let xsdt = table(mem, u64_at(&rsdp, 24));
+    assert_eq!(&xsdt[..4], b"XSDT");
+    xsdt[36..]
+        .chunks(8)
+        .map(|c| {
+            let t = table(mem, u64::from_le_bytes(c.try_into().expect("8 bytes")));
+            (String::from_utf8_lossy(&t[..4]).into_owned(), t)
+        })
+        .collect()
+}
+
+#[test]
+fn rsdp_leads_to_fadt_dsdt_and_madt() {
+    let mem = memory();
+    let rsdp = write_tables(&mem, GuestAddress(BASE), 0x20000, &platform(2)).expect("tables");
+    assert_eq!(rsdp, GuestAddress(BASE));
+    let tables = walk(&mem);
+    let names: Vec<_> = tables.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["FACP", "APIC"]);
+    let fadt = &tables[0].1;
+    let flags = u32_at(fadt, 112);
+    assert_ne!(flags & (1 << 20), 0, "hardware-reduced");
+    assert_ne!(flags & (1 << 10), 0, "reset register supported");
+    let dsdt = table(&mem, u64_at(fadt, 140));
+    assert_eq!(&dsdt[..4], b"DSDT");
+    // Reset register: I/O space, port 0x602, value 1.
+    assert_eq!(fadt[116], 1);
+    assert_eq!(u64_at(fadt, 120), 0x602);
+    assert_eq!(fadt[128], 1);
+    // Sleep control register at 0x600.
+    assert_eq!(u64_at(fadt, 244 + 4), 0x600);
+}
+
+#[test]
+fn madt_lists_one_lapic_per_cpu_and_the_ioapic() {
+    for cpus in [1u8, 2, 8] {
+        let mem = memory();
+        write_tables(&mem, GuestAddress(BASE), 0x20000, &platform(cpus)).expect("tables");
+        let madt = walk(&mem).remove(1).1;
+        assert_eq!(u32_at(&madt, 36), 0xfee0_0000);
+        let mut lapic_ids = Vec::new();
+        let mut ioapics = 0;
+        let mut off = 44;
+        while off < madt.len() {
+            let (kind, len) = (madt[off], madt[off + 1] as usize);
+            match kind {
+                0 => lapic_ids.push(madt[off + 3]),
+                1 => {
+                    ioapics += 1;
+                    assert_eq!(u32_at(&madt, off + 4), 0xfec0_0000);
+                }
+                _ => {}
+            }
+            off += len;
+        }
+        assert_eq!(lapic_ids, (0..cpus).collect::<Vec<_>>());
+        assert_eq!(ioapics, 1);
+    }
+}
+
+#[test]
+fn dsdt_has_s5_serial_and_pvpanic() {
+    let mem = memory();
+    write_tables(&mem, GuestAddress(BASE), 0x20000, &platform(1)).expect("tables");
+    let fadt = walk(&mem).remove(0).1;
+    let dsdt = table(&mem, u64_at(fadt.as_slice(), 140));
+    let has = |needle: &[u8]| dsdt.windows(needle.len()).any(|w| w == needle);
+    assert!(has(b"_S5_"));
+    assert!(has(b"COM1"));
+    assert!(has(b"QEMU0001"));
+    // EISA ID of PNP0501, as AML encodes it.
+    assert!(has(&[0x0c, 0x41, 0xd0, 0x05, 0x01]));
+}
+
+#[test]
+fn too_small_area_is_refused() {
+    let mem = memory();
+    let err = write_tables(&mem, GuestAddress(BASE), 64, &platform(1)).expect_err("too small");
+    assert!(matches!(err, AcpiError::TooLarge { .. }), "{err}");
+}
