@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 /// Why the guest wants the VM to stop.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum GuestEvent {
     /// ACPI S5 (`poweroff`).
     PowerOff,
@@ -17,7 +17,7 @@ pub enum GuestEvent {
     /// The vCPU triple-faulted.
     TripleFault,
     /// KVM could not run the vCPU; the text says why.
-    Crash(&'static str),
+    Crash(String),
 }
 
 /// Collects the first guest event and wakes whoever waits on [`Self::eventfd`].
@@ -43,13 +43,13 @@ impl GuestEvents {
         }
         drop(first);
         if let Err(e) = self.eventfd.write(1) {
-            log::error!("cannot signal guest event {event:?}: {e}");
+            log::error!("cannot signal a guest event: {e}");
         }
     }
 
     /// The first event raised, if any.
     pub fn get(&self) -> Option<GuestEvent> {
-        *self.first.lock().unwrap_or_else(|p| p.into_inner())
+        self.first.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Readable once an event was raised.

@@ -1,1 +1,35 @@
-fn main() {}
+//! `minivmm`: parses the command line, builds the VM, runs it, and turns
+//! the outcome into one message and an exit status.
+
+use std::io::Write;
+
+use clap::Parser;
+use vmm::cli::Cli;
+use vmm::config::VmConfig;
+use vmm::exit::{outcome, EXIT_VMM_ERROR};
+use vmm::vm::Vm;
+
+fn run(cli: Cli) -> anyhow::Result<i32> {
+    let config = VmConfig::from_cli(cli)?;
+    let vm = Vm::build(&config)?;
+    let event = vm.run()?;
+    let (status, message) = outcome(&event);
+    let _ = std::io::stdout().flush();
+    eprintln!("minivmm: {message}");
+    Ok(status)
+}
+
+fn main() {
+    vmm::logger::init();
+    let cli = Cli::parse();
+    let status = match run(cli) {
+        Ok(status) => status,
+        Err(e) => {
+            eprintln!("minivmm: error: {e:#}");
+            EXIT_VMM_ERROR
+        }
+    };
+    // vCPU threads may still sit in KVM_RUN: leave without joining them.
+    let _ = std::io::stdout().flush();
+    std::process::exit(status)
+}

@@ -1,0 +1,161 @@
+//! The validated VM configuration, built from the command line.
+
+use std::path::PathBuf;
+
+use crate::cli::Cli;
+
+/// Smallest guest RAM minivmm accepts.
+pub const MIN_MEMORY: u64 = 64 << 20;
+/// Most vCPUs minivmm supports (xAPIC IDs in the MADT are 8-bit; 255 is broadcast).
+pub const MAX_CPUS: u32 = 254;
+
+/// Configuration errors; each names the problem and the fix.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    /// The memory size does not parse.
+    #[error("invalid --memory '{0}': give a size such as 512M, 2G or 1073741824")]
+    BadSize(String),
+    /// Too little memory.
+    #[error("--memory {got} MiB is too small: a Linux guest needs at least {min} MiB")]
+    MemoryTooSmall {
+        /// MiB requested.
+        got: u64,
+        /// MiB minimum.
+        min: u64,
+    },
+    /// Not a whole number of pages.
+    #[error("--memory must be a multiple of 4 KiB")]
+    MemoryUnaligned,
+    /// No vCPU.
+    #[error("--cpus 0: a VM needs at least one vCPU")]
+    NoCpus,
+    /// Too many vCPUs for minivmm.
+    #[error("--cpus {got} is too many: minivmm supports at most {max}")]
+    TooManyCpus {
+        /// Requested.
+        got: u32,
+        /// Maximum.
+        max: u32,
+    },
+}
+
+/// What the VM is made of.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VmConfig {
+    /// bzImage path.
+    pub kernel: PathBuf,
+    /// initramfs path.
+    pub initrd: Option<PathBuf>,
+    /// Kernel command line.
+    pub cmdline: String,
+    /// Guest RAM in bytes.
+    pub memory: u64,
+    /// vCPU count.
+    pub cpus: u8,
+}
+
+/// Parses `512M`, `2G`, `1048576`, ... into bytes (binary units).
+pub fn parse_size(text: &str) -> Result<u64, ConfigError> {
+    let bad = || ConfigError::BadSize(text.to_string());
+    let t = text.trim();
+    let (digits, shift) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let shift = match c.to_ascii_uppercase() {
+                'K' => 10,
+                'M' => 20,
+                'G' => 30,
+                'T' => 40,
+                _ => return Err(bad()),
+            };
+            (&t[..i], shift)
+        }
+        _ => (t, 0),
+    };
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    n.checked_mul(1 << shift).ok_or_else(bad)
+}
+
+impl VmConfig {
+    /// Validates the command line. Host limits (RAM, KVM's vCPU limit) are
+    /// checked later, against the host.
+    pub fn from_cli(cli: Cli) -> Result<Self, ConfigError> {
+        let memory = parse_size(&cli.memory)?;
+        if memory < MIN_MEMORY {
+            return Err(ConfigError::MemoryTooSmall {
+                got: memory >> 20,
+                min: MIN_MEMORY >> 20,
+            });
+        }
+        if memory % 4096 != 0 {
+            return Err(ConfigError::MemoryUnaligned);
+        }
+        let cpus = match cli.cpus {
+            0 => return Err(ConfigError::NoCpus),
+            n if n > MAX_CPUS => {
+                return Err(ConfigError::TooManyCpus {
+                    got: n,
+                    max: MAX_CPUS,
+                })
+            }
+            n => n as u8,
+        };
+        Ok(Self {
+            kernel: cli.kernel,
+            initrd: cli.initrd,
+            cmdline: cli.cmdline,
+            memory,
+            cpus,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<VmConfig, ConfigError> {
+        let mut argv = vec!["minivmm", "--kernel", "/k"];
+        argv.extend_from_slice(args);
+        VmConfig::from_cli(Cli::try_parse_from(argv).expect("clap"))
+    }
+
+    #[test]
+    fn defaults() {
+        let c = parse(&[]).expect("config");
+        assert_eq!(c.memory, 512 << 20);
+        assert_eq!(c.cpus, 1);
+        assert_eq!(c.cmdline, crate::cli::DEFAULT_CMDLINE);
+        assert_eq!(c.initrd, None);
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("512M"), Ok(512 << 20));
+        assert_eq!(parse_size("2g"), Ok(2 << 30));
+        assert_eq!(parse_size("65536K"), Ok(64 << 20));
+        assert_eq!(parse_size("1073741824"), Ok(1 << 30));
+        for bad in ["", "M", "12X", "-1G", "1.5G", "99999999999T"] {
+            assert!(matches!(parse_size(bad), Err(ConfigError::BadSize(_))), "{bad}");
+        }
+    }
+
+    #[test]
+    fn bad_memory_and_cpus_are_refused() {
+        assert!(matches!(parse(&["--memory", "16M"]), Err(ConfigError::MemoryTooSmall { .. })));
+        assert_eq!(parse(&["--memory", "67108865"]), Err(ConfigError::MemoryUnaligned));
+        assert_eq!(parse(&["--cpus", "0"]), Err(ConfigError::NoCpus));
+        assert!(matches!(parse(&["--cpus", "300"]), Err(ConfigError::TooManyCpus { .. })));
+        assert_eq!(parse(&["--cpus", "8"]).expect("8 cpus").cpus, 8);
+    }
+
+    #[test]
+    fn every_option_is_documented() {
+        use clap::CommandFactory;
+        let cmd = Cli::command();
+        for arg in cmd.get_arguments() {
+            assert!(arg.get_help().is_some(), "--{} has no help", arg.get_id());
+        }
+    }
+}

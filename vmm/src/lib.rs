@@ -1,0 +1,17 @@
+//! The minivmm VMM: turns a validated configuration into a running KVM
+//! virtual machine.
+//!
+//! Data flows one way: [`cli`] parses arguments into a [`config::VmConfig`],
+//! [`vm::Vm::build`] lays out memory, loads the guest, creates devices and
+//! vCPUs, and [`vm::Vm::run`] runs vCPU threads plus the event loop on the
+//! calling thread until the guest stops.
+
+pub mod cli;
+pub mod config;
+pub mod console;
+pub mod device_manager;
+pub mod exit;
+pub mod kvm;
+pub mod logger;
+pub mod vcpu;
+pub mod vm;
