@@ -29,9 +29,9 @@ const PAGE_SIZE: u64 = 0x1000;
 /// Errors loading the guest kernel and its boot data.
 #[derive(Debug, thiserror::Error)]
 pub enum BootError {
-    /// linux-loader rejected the kernel image.
-    #[error("not a loadable bzImage")]
-    Kernel(#[source] linux_loader::loader::Error),
+    /// linux-loader rejected the kernel image; the text is its innermost reason.
+    #[error("not a loadable x86_64 bzImage ({0})")]
+    Kernel(String),
     /// The kernel predates the 64-bit boot protocol.
     #[error("kernel has no 64-bit entry point (boot protocol {0:#x}, need 2.12 or later with XLF_KERNEL_64)")]
     No64BitEntry(u16),
@@ -95,7 +95,7 @@ fn mib(bytes: u64) -> u64 {
 pub fn load_linux(mem: &GuestMemory, src: BootSource<'_>) -> Result<KernelEntry, BootError> {
     let low_ram_end = src.ram.first().map_or(0, RamRegion::end);
     let loaded = BzImage::load(mem, None, src.kernel, Some(GuestAddress(HIMEM_START)))
-        .map_err(BootError::Kernel)?;
+        .map_err(|e| BootError::Kernel(innermost_reason(&e)))?;
     let mut hdr = loaded
         .setup_header
         .ok_or(BootError::No64BitEntry(0))?;
@@ -137,6 +137,15 @@ pub fn load_linux(mem: &GuestMemory, src: BootSource<'_>) -> Result<KernelEntry,
     Ok(KernelEntry {
         entry: GuestAddress(kernel_start + ENTRY_64_OFFSET),
     })
+}
+
+/// The deepest error in a chain: linux-loader's messages nest their sources.
+fn innermost_reason(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut deepest = err;
+    while let Some(next) = deepest.source() {
+        deepest = next;
+    }
+    deepest.to_string()
 }
 
 /// Writes the command line; returns its length without the terminator.
