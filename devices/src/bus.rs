@@ -108,7 +108,9 @@ impl Bus {
 fn lock<'a>(
     device: &'a Mutex<dyn BusDevice + 'static>,
 ) -> std::sync::MutexGuard<'a, dyn BusDevice + 'static> {
-    device.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    device
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]
@@ -158,10 +160,22 @@ mod tests {
         let mut bus = Bus::new();
         let d = || Arc::new(Mutex::new(Recorder::default()));
         bus.insert(0x100, 0x10, d()).expect("insert");
-        assert!(matches!(bus.insert(0x108, 0x10, d()), Err(BusError::Overlap { .. })));
-        assert!(matches!(bus.insert(0xf8, 0x10, d()), Err(BusError::Overlap { .. })));
-        assert!(matches!(bus.insert(0x0, 0, d()), Err(BusError::InvalidRange { .. })));
-        assert!(matches!(bus.insert(u64::MAX, 2, d()), Err(BusError::InvalidRange { .. })));
+        assert!(matches!(
+            bus.insert(0x108, 0x10, d()),
+            Err(BusError::Overlap { .. })
+        ));
+        assert!(matches!(
+            bus.insert(0xf8, 0x10, d()),
+            Err(BusError::Overlap { .. })
+        ));
+        assert!(matches!(
+            bus.insert(0x0, 0, d()),
+            Err(BusError::InvalidRange { .. })
+        ));
+        assert!(matches!(
+            bus.insert(u64::MAX, 2, d()),
+            Err(BusError::InvalidRange { .. })
+        ));
         bus.insert(0x110, 0x10, d()).expect("adjacent range");
     }
 }

@@ -137,16 +137,28 @@ mod tests {
         assert_eq!(parse_size("65536K"), Ok(64 << 20));
         assert_eq!(parse_size("1073741824"), Ok(1 << 30));
         for bad in ["", "M", "12X", "-1G", "1.5G", "99999999999T"] {
-            assert!(matches!(parse_size(bad), Err(ConfigError::BadSize(_))), "{bad}");
+            assert!(
+                matches!(parse_size(bad), Err(ConfigError::BadSize(_))),
+                "{bad}"
+            );
         }
     }
 
     #[test]
     fn bad_memory_and_cpus_are_refused() {
-        assert!(matches!(parse(&["--memory", "16M"]), Err(ConfigError::MemoryTooSmall { .. })));
-        assert_eq!(parse(&["--memory", "67108865"]), Err(ConfigError::MemoryUnaligned));
+        assert!(matches!(
+            parse(&["--memory", "16M"]),
+            Err(ConfigError::MemoryTooSmall { .. })
+        ));
+        assert_eq!(
+            parse(&["--memory", "67108865"]),
+            Err(ConfigError::MemoryUnaligned)
+        );
         assert_eq!(parse(&["--cpus", "0"]), Err(ConfigError::NoCpus));
-        assert!(matches!(parse(&["--cpus", "300"]), Err(ConfigError::TooManyCpus { .. })));
+        assert!(matches!(
+            parse(&["--cpus", "300"]),
+            Err(ConfigError::TooManyCpus { .. })
+        ));
         assert_eq!(parse(&["--cpus", "8"]).expect("8 cpus").cpus, 8);
     }
 

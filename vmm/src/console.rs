@@ -91,7 +91,11 @@ impl ConsoleInput {
         let want = self.stdin_open && self.pending.is_empty();
         if want != self.stdin_watched {
             let stdin = Events::new_raw(STDIN, EventSet::IN);
-            let result = if want { ops.add(stdin) } else { ops.remove(stdin) };
+            let result = if want {
+                ops.add(stdin)
+            } else {
+                ops.remove(stdin)
+            };
             match result {
                 Ok(()) => self.stdin_watched = want,
                 Err(e) => {

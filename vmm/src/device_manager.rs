@@ -40,7 +40,9 @@ pub struct Devices {
 
 /// ACPI's view of the power management block the devices implement.
 pub fn acpi_power_management() -> PowerManagement {
-    use devices::legacy::acpi_pm::{RESET, RESET_VALUE, S5_SLEEP_TYPE, SLEEP_CONTROL, SLEEP_STATUS};
+    use devices::legacy::acpi_pm::{
+        RESET, RESET_VALUE, S5_SLEEP_TYPE, SLEEP_CONTROL, SLEEP_STATUS,
+    };
     let port = |offset: u64| pio::ACPI_PM + offset as u16;
     PowerManagement {
         sleep_control_port: port(SLEEP_CONTROL),

@@ -29,7 +29,10 @@ pub enum KvmError {
 
 /// Capabilities minivmm relies on, with the name used in error messages.
 const REQUIRED_CAPS: &[(Cap, &str)] = &[
-    (Cap::Irqchip, "KVM_CAP_IRQCHIP (in-kernel interrupt controllers)"),
+    (
+        Cap::Irqchip,
+        "KVM_CAP_IRQCHIP (in-kernel interrupt controllers)",
+    ),
     (Cap::UserMemory, "KVM_CAP_USER_MEMORY"),
     (Cap::SetTssAddr, "KVM_CAP_SET_TSS_ADDR"),
     (Cap::Pit2, "KVM_CAP_PIT2 (in-kernel PIT)"),

@@ -59,11 +59,13 @@ pub struct Vcpu {
 impl Vcpu {
     /// Creates vCPU `id` of `vm`.
     pub fn new(vm: &VmFd, id: u8) -> Result<Self, VcpuError> {
-        let fd = vm.create_vcpu(u64::from(id)).map_err(|source| VcpuError::Kvm {
-            what: "create",
-            id,
-            source,
-        })?;
+        let fd = vm
+            .create_vcpu(u64::from(id))
+            .map_err(|source| VcpuError::Kvm {
+                what: "create",
+                id,
+                source,
+            })?;
         Ok(Self { fd, id })
     }
 
@@ -102,7 +104,10 @@ impl Vcpu {
             .set_cpuid2(&cpuid)
             .map_err(self.kvm_err("set the CPUID"))?;
         let msrs = msr::boot_msrs()?;
-        let set = self.fd.set_msrs(&msrs).map_err(self.kvm_err("set the MSRs"))?;
+        let set = self
+            .fd
+            .set_msrs(&msrs)
+            .map_err(self.kvm_err("set the MSRs"))?;
         if set != msrs.as_slice().len() {
             return Err(VcpuError::Msrs {
                 id: self.id,
@@ -110,7 +115,10 @@ impl Vcpu {
                 wanted: msrs.as_slice().len(),
             });
         }
-        let mut lapic = self.fd.get_lapic().map_err(self.kvm_err("read the LAPIC"))?;
+        let mut lapic = self
+            .fd
+            .get_lapic()
+            .map_err(self.kvm_err("read the LAPIC"))?;
         interrupts::configure_lint(&mut lapic);
         self.fd
             .set_lapic(&lapic)
@@ -123,7 +131,10 @@ impl Vcpu {
     /// Registers for entering the kernel in 64-bit mode (boot vCPU only;
     /// the others wait for the guest's INIT/SIPI).
     pub fn configure_boot(&mut self, entry: GuestAddress) -> Result<(), VcpuError> {
-        let sregs = self.fd.get_sregs().map_err(self.kvm_err("read the sregs"))?;
+        let sregs = self
+            .fd
+            .get_sregs()
+            .map_err(self.kvm_err("read the sregs"))?;
         self.fd
             .set_sregs(&regs::long_mode_sregs(sregs))
             .map_err(self.kvm_err("set the sregs"))?;
@@ -180,9 +191,9 @@ impl Vcpu {
             Ok(VcpuExit::Hlt) => Some(GuestEvent::Crash(format!(
                 "vCPU {id} halted with interrupts it can never receive"
             ))),
-            Ok(VcpuExit::InternalError) => {
-                Some(GuestEvent::Crash(format!("KVM internal error on vCPU {id}")))
-            }
+            Ok(VcpuExit::InternalError) => Some(GuestEvent::Crash(format!(
+                "KVM internal error on vCPU {id}"
+            ))),
             Ok(VcpuExit::FailEntry(reason, cpu)) => Some(GuestEvent::Crash(format!(
                 "KVM could not enter vCPU {id} (hardware reason {reason:#x}, host CPU {cpu})"
             ))),
@@ -193,7 +204,9 @@ impl Vcpu {
                 self.fd.set_kvm_immediate_exit(0);
                 None
             }
-            Err(e) => Some(GuestEvent::Crash(format!("KVM_RUN failed on vCPU {id}: {e}"))),
+            Err(e) => Some(GuestEvent::Crash(format!(
+                "KVM_RUN failed on vCPU {id}: {e}"
+            ))),
         }
     }
 }

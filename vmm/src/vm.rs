@@ -12,7 +12,9 @@ use arch::x86_64::{layout, regs, GuestMemory};
 use devices::{GuestEvent, GuestEvents};
 use event_manager::{EventManager, MutEventSubscriber, SubscriberOps};
 use firmware_tables::acpi;
-use kvm_bindings::{kvm_pit_config, kvm_userspace_memory_region, KVM_PIT_SPEAKER_DUMMY, KVM_MAX_CPUID_ENTRIES};
+use kvm_bindings::{
+    kvm_pit_config, kvm_userspace_memory_region, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY,
+};
 use kvm_ioctls::{Cap, Kvm, VmFd};
 use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryRegion};
 
@@ -109,7 +111,7 @@ fn host_memory() -> u64 {
     }
     // SAFETY: sysinfo returned 0, so it filled the struct.
     let info = unsafe { info.assume_init() };
-    u64::from(info.totalram).saturating_mul(u64::from(info.mem_unit))
+    info.totalram.saturating_mul(u64::from(info.mem_unit))
 }
 
 /// Allocates guest RAM per the layout and registers it with KVM.
@@ -125,7 +127,8 @@ fn create_memory(vm: &VmFd, size: u64) -> Result<GuestMemory, VmError> {
         .iter()
         .map(|r| (r.start, r.size as usize))
         .collect();
-    let memory = GuestMemory::from_ranges(&ranges).map_err(|e| VmError::GuestMemory(size >> 20, e))?;
+    let memory =
+        GuestMemory::from_ranges(&ranges).map_err(|e| VmError::GuestMemory(size >> 20, e))?;
     for (slot, region) in memory.iter().enumerate() {
         let kvm_region = kvm_userspace_memory_region {
             slot: slot as u32,
@@ -288,7 +291,10 @@ impl MutEventSubscriber for StopWatch {
     }
 
     fn init(&mut self, ops: &mut event_manager::EventOps) {
-        if let Err(e) = ops.add(event_manager::Events::new(&self.fd, event_manager::EventSet::IN)) {
+        if let Err(e) = ops.add(event_manager::Events::new(
+            &self.fd,
+            event_manager::EventSet::IN,
+        )) {
             log::error!("cannot watch for guest stop events: {e:?}");
         }
     }

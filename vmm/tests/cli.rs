@@ -26,7 +26,10 @@ fn assert_one_error_line(args: &[&str], needle: &str) {
     let lines: Vec<_> = stderr.lines().collect();
     assert_eq!(lines.len(), 1, "{args:?} printed {stderr}");
     assert!(lines[0].starts_with("minivmm: error: "), "{stderr}");
-    assert!(lines[0].contains(needle), "{args:?}: expected '{needle}' in {stderr}");
+    assert!(
+        lines[0].contains(needle),
+        "{args:?}: expected '{needle}' in {stderr}"
+    );
 }
 
 #[test]
@@ -37,23 +40,39 @@ fn help_documents_every_option() {
         .expect("run");
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
-    for opt in ["--kernel", "--initrd", "--cmdline", "--memory", "--cpus", "Exit status"] {
+    for opt in [
+        "--kernel",
+        "--initrd",
+        "--cmdline",
+        "--memory",
+        "--cpus",
+        "Exit status",
+    ] {
         assert!(help.contains(opt), "help lacks {opt}:\n{help}");
     }
 }
 
 #[test]
 fn missing_files_are_named() {
-    assert_one_error_line(&["--kernel", "/nonexistent/bzImage"], "cannot open kernel '/nonexistent/bzImage'");
+    assert_one_error_line(
+        &["--kernel", "/nonexistent/bzImage"],
+        "cannot open kernel '/nonexistent/bzImage'",
+    );
     let k = garbage_kernel();
     let k = k.to_str().expect("utf-8 path");
-    assert_one_error_line(&["--kernel", k, "--initrd", "/nonexistent/initrd"], "cannot open initrd");
+    assert_one_error_line(
+        &["--kernel", k, "--initrd", "/nonexistent/initrd"],
+        "cannot open initrd",
+    );
 }
 
 #[test]
 fn corrupt_kernel_is_refused() {
     let k = garbage_kernel();
-    assert_one_error_line(&["--kernel", k.to_str().expect("utf-8")], "not a loadable x86_64 bzImage");
+    assert_one_error_line(
+        &["--kernel", k.to_str().expect("utf-8")],
+        "not a loadable x86_64 bzImage",
+    );
 }
 
 #[test]
@@ -61,7 +80,10 @@ fn bad_sizes_and_counts_are_refused() {
     let k = garbage_kernel();
     let k = k.to_str().expect("utf-8");
     assert_one_error_line(&["--kernel", k, "--memory", "16M"], "too small");
-    assert_one_error_line(&["--kernel", k, "--memory", "lots"], "invalid --memory 'lots'");
+    assert_one_error_line(
+        &["--kernel", k, "--memory", "lots"],
+        "invalid --memory 'lots'",
+    );
     assert_one_error_line(&["--kernel", k, "--memory", "64T"], "more than this host's");
     assert_one_error_line(&["--kernel", k, "--cpus", "0"], "at least one vCPU");
     assert_one_error_line(&["--kernel", k, "--cpus", "255"], "too many");

@@ -75,7 +75,8 @@ impl SnippetVm {
         let mut pio = Bus::new();
         let irq = EventFd::new(0).expect("eventfd");
         let uart = SerialConsole::new(irq, output.clone()).expect("uart");
-        pio.insert(0x3f8, 8, Arc::new(Mutex::new(uart))).expect("uart on bus");
+        pio.insert(0x3f8, 8, Arc::new(Mutex::new(uart)))
+            .expect("uart on bus");
         add_power_devices(&mut pio, &events).expect("power devices");
         Self {
             _kvm: kvm,
@@ -93,7 +94,9 @@ impl SnippetVm {
 
     /// Loads real-mode `code` at 0x1000 and points the vCPU at it.
     fn real_mode(mut self, code: &[u8]) -> Self {
-        self.memory.write_slice(code, GuestAddress(0x1000)).expect("code");
+        self.memory
+            .write_slice(code, GuestAddress(0x1000))
+            .expect("code");
         let fd = self.vcpu.fd();
         let mut sregs = fd.get_sregs().expect("sregs");
         sregs.cs.base = 0;
@@ -114,7 +117,8 @@ impl SnippetVm {
         self.memory.write_slice(code, entry).expect("code");
         let fd = self.vcpu.fd();
         let sregs = fd.get_sregs().expect("sregs");
-        fd.set_sregs(&regs::long_mode_sregs(sregs)).expect("long mode");
+        fd.set_sregs(&regs::long_mode_sregs(sregs))
+            .expect("long mode");
         fd.set_regs(&regs::boot_regs(entry)).expect("regs");
         self
     }
@@ -159,20 +163,26 @@ fn unclaimed_ports_read_all_ones() {
 #[test]
 fn mmio_exits_reach_the_mmio_bus() {
     let code = program(&[
-        &[0xb8, 0x00, 0x20, 0x8e, 0xd8],       // mov ax, 0x2000; mov ds, ax
-        &[0xc6, 0x06, 0x10, 0x00, 0x5a],       // mov byte [0x10], 0x5a
-        &[0xa0, 0x20, 0x00],                   // mov al, [0x20]
+        &[0xb8, 0x00, 0x20, 0x8e, 0xd8], // mov ax, 0x2000; mov ds, ax
+        &[0xc6, 0x06, 0x10, 0x00, 0x5a], // mov byte [0x10], 0x5a
+        &[0xa0, 0x20, 0x00],             // mov al, [0x20]
         &OUT_COM1,
         &[OUT_DX_AL],
         &POWER_OFF,
     ]);
     let mut vm = SnippetVm::new(0x10000).real_mode(&code);
     let probe = Arc::new(Mutex::new(MmioProbe::default()));
-    vm.context.mmio.insert(0x20000, 0x100, probe.clone()).expect("probe");
+    vm.context
+        .mmio
+        .insert(0x20000, 0x100, probe.clone())
+        .expect("probe");
     let (event, out) = vm.run();
     assert_eq!(event, GuestEvent::PowerOff);
     assert_eq!(out, b"M");
-    assert_eq!(probe.lock().expect("probe").writes, vec![(0x10, vec![0x5a])]);
+    assert_eq!(
+        probe.lock().expect("probe").writes,
+        vec![(0x10, vec![0x5a])]
+    );
 }
 
 #[test]
@@ -224,7 +234,10 @@ fn every_vcpu_accepts_the_platform_configuration() {
     for id in 0..4u8 {
         let mut vcpu = Vcpu::new(&vm, id).expect("vcpu");
         vcpu.configure_platform(&cpuid, 4, true).expect("configure");
-        let set = vcpu.fd().get_cpuid2(kvm_bindings::KVM_MAX_CPUID_ENTRIES).expect("cpuid");
+        let set = vcpu
+            .fd()
+            .get_cpuid2(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
+            .expect("cpuid");
         let leaf1 = set
             .as_slice()
             .iter()

@@ -55,7 +55,9 @@ pub enum BootError {
     #[error("cannot write the kernel command line into guest memory")]
     CmdlineWrite(#[source] linux_loader::loader::Error),
     /// The initrd does not fit between the kernel and the initrd limit.
-    #[error("the initrd ({size} MiB) does not fit in guest memory above the kernel: raise --memory")]
+    #[error(
+        "the initrd ({size} MiB) does not fit in guest memory above the kernel: raise --memory"
+    )]
     InitrdTooLarge {
         /// Initrd size in MiB.
         size: u64,
@@ -96,9 +98,7 @@ pub fn load_linux(mem: &GuestMemory, src: BootSource<'_>) -> Result<KernelEntry,
     let low_ram_end = src.ram.first().map_or(0, RamRegion::end);
     let loaded = BzImage::load(mem, None, src.kernel, Some(GuestAddress(HIMEM_START)))
         .map_err(|e| BootError::Kernel(innermost_reason(&e)))?;
-    let mut hdr = loaded
-        .setup_header
-        .ok_or(BootError::No64BitEntry(0))?;
+    let mut hdr = loaded.setup_header.ok_or(BootError::No64BitEntry(0))?;
     if hdr.version < MIN_BOOT_PROTOCOL || hdr.xloadflags & XLF_KERNEL_64 == 0 {
         return Err(BootError::No64BitEntry(hdr.version));
     }
@@ -154,8 +154,8 @@ fn write_cmdline(mem: &GuestMemory, hdr: &setup_header, text: &str) -> Result<us
         0 => 255,
         n => n.min(CMDLINE_MAX_SIZE - 1),
     };
-    let cmdline = Cmdline::try_from(text, max + 1)
-        .map_err(|reason| BootError::Cmdline { max, reason })?;
+    let cmdline =
+        Cmdline::try_from(text, max + 1).map_err(|reason| BootError::Cmdline { max, reason })?;
     load_cmdline(mem, GuestAddress(CMDLINE_START), &cmdline).map_err(BootError::CmdlineWrite)?;
     Ok(text.len())
 }
@@ -218,7 +218,10 @@ mod tests {
     #[test]
     fn e820_reserves_the_bios_area_and_skips_the_hole() {
         let map = e820_map(&ram_regions(4 << 30));
-        let spans: Vec<_> = map.iter().map(|e| (e.addr, e.addr + e.size, e.r#type)).collect();
+        let spans: Vec<_> = map
+            .iter()
+            .map(|e| (e.addr, e.addr + e.size, e.r#type))
+            .collect();
         assert_eq!(
             spans,
             vec![

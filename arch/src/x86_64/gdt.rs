@@ -132,7 +132,10 @@ mod tests {
     fn kvm_segment_of_code64() {
         let s = Descriptor::CODE64.to_kvm_segment(BOOT_CS);
         assert_eq!((s.base, s.limit, s.selector), (0, 0xffff_ffff, BOOT_CS));
-        assert_eq!((s.type_, s.present, s.dpl, s.s, s.l, s.db, s.g), (0xb, 1, 0, 1, 1, 0, 1));
+        assert_eq!(
+            (s.type_, s.present, s.dpl, s.s, s.l, s.db, s.g),
+            (0xb, 1, 0, 1, 1, 0, 1)
+        );
         assert_eq!(s.unusable, 0);
     }
 }

@@ -71,6 +71,10 @@ pub mod pio {
     pub const ACPI_PM_SIZE: u16 = 4;
 }
 
+// The boot stack grows down from between the zero page and the page tables.
+const _: () =
+    assert!(BOOT_STACK_POINTER < PML4_START && BOOT_STACK_POINTER > ZERO_PAGE_START + 0x1000);
+
 /// One contiguous stretch of guest RAM.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RamRegion {
@@ -144,9 +148,11 @@ mod tests {
         for (i, a) in areas.iter().enumerate() {
             assert!(a.0 + a.1 <= HIMEM_START, "area {i} reaches the kernel");
             for b in &areas[i + 1..] {
-                assert!(a.0 + a.1 <= b.0 || b.0 + b.1 <= a.0, "{a:x?} overlaps {b:x?}");
+                assert!(
+                    a.0 + a.1 <= b.0 || b.0 + b.1 <= a.0,
+                    "{a:x?} overlaps {b:x?}"
+                );
             }
         }
-        assert!(BOOT_STACK_POINTER < PML4_START && BOOT_STACK_POINTER > ZERO_PAGE_START + 0x1000);
     }
 }

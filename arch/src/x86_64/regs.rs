@@ -46,7 +46,12 @@ fn write<T: vm_memory::ByteValued>(
 /// Writes the boot GDT and a null IDT into guest memory.
 pub fn write_gdt_and_idt(mem: &GuestMemory) -> Result<(), RegsError> {
     for (i, desc) in BOOT_GDT.iter().enumerate() {
-        write(mem, "boot GDT", BOOT_GDT_START + 8 * i as u64, desc.encode())?;
+        write(
+            mem,
+            "boot GDT",
+            BOOT_GDT_START + 8 * i as u64,
+            desc.encode(),
+        )?;
     }
     write(mem, "boot IDT", BOOT_IDT_START, 0u64)
 }
@@ -127,7 +132,9 @@ mod tests {
         let pml4: u64 = m.read_obj(GuestAddress(PML4_START)).expect("read");
         assert_eq!(pml4, PDPTE_START | 3);
         for dir in 0..4u64 {
-            let pdpte: u64 = m.read_obj(GuestAddress(PDPTE_START + 8 * dir)).expect("read");
+            let pdpte: u64 = m
+                .read_obj(GuestAddress(PDPTE_START + 8 * dir))
+                .expect("read");
             assert_eq!(pdpte, (PDE_START + dir * 0x1000) | 3);
         }
         // The last 2 MiB page below 4 GiB maps to itself.

@@ -1,8 +1,8 @@
 //! DSDT: the `\_S5` sleep package (so the guest can power off) and the
 //! legacy devices: COM ports (PNP0501) and pvpanic (QEMU0001).
 
-use acpi_tables::{aml, Aml};
 use acpi_tables::sdt::Sdt;
+use acpi_tables::{aml, Aml};
 
 use super::{Platform, SerialPort, OEM_ID, OEM_REVISION, OEM_TABLE_ID};
 

@@ -1,7 +1,9 @@
 //! MADT: one enabled local APIC per vCPU and the IOAPIC. ISA interrupts are
 //! identity-mapped to IOAPIC pins, so no source overrides are needed.
 
-use acpi_tables::madt::{EnabledStatus, IoApic, LocalInterruptController, ProcessorLocalApic, MADT};
+use acpi_tables::madt::{
+    EnabledStatus, IoApic, LocalInterruptController, ProcessorLocalApic, MADT,
+};
 
 use super::{Platform, OEM_ID, OEM_REVISION, OEM_TABLE_ID};
 

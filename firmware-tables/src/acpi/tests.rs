@@ -16,7 +16,10 @@ fn platform(cpus: u8) -> Platform {
             reset_value: 1,
             s5_sleep_type: 5,
         },
-        serial_ports: vec![SerialPort { port: 0x3f8, irq: 4 }],
+        serial_ports: vec![SerialPort {
+            port: 0x3f8,
+            irq: 4,
+        }],
         pvpanic_port: Some(0x505),
     }
 }
