@@ -152,6 +152,24 @@ impl Vcpu {
         }
     }
 
+    /// Describes a `KVM_EXIT_INTERNAL_ERROR`: suberror and guest RIP.
+    fn internal_error(&mut self) -> String {
+        // SAFETY: called right after KVM_RUN returned KVM_EXIT_INTERNAL_ERROR,
+        // so `internal` is the union member KVM filled in.
+        let suberror = unsafe { self.fd.get_kvm_run().__bindgen_anon_1.internal.suberror };
+        let rip = self.fd.get_regs().map(|r| r.rip).unwrap_or_default();
+        let kind = match suberror {
+            1 => "instruction emulation failed",
+            2 => "exception while delivering an event",
+            3 => "exit during event delivery",
+            _ => "unknown",
+        };
+        format!(
+            "KVM internal error on vCPU {} (suberror {suberror}: {kind}) at guest RIP {rip:#x}",
+            self.id
+        )
+    }
+
     /// One `KVM_RUN`; returns a stop event if this exit ends the VM.
     fn run_once(&mut self, ctx: &VcpuContext) -> Option<GuestEvent> {
         let id = self.id;
@@ -191,9 +209,7 @@ impl Vcpu {
             Ok(VcpuExit::Hlt) => Some(GuestEvent::Crash(format!(
                 "vCPU {id} halted with interrupts it can never receive"
             ))),
-            Ok(VcpuExit::InternalError) => Some(GuestEvent::Crash(format!(
-                "KVM internal error on vCPU {id}"
-            ))),
+            Ok(VcpuExit::InternalError) => Some(GuestEvent::Crash(self.internal_error())),
             Ok(VcpuExit::FailEntry(reason, cpu)) => Some(GuestEvent::Crash(format!(
                 "KVM could not enter vCPU {id} (hardware reason {reason:#x}, host CPU {cpu})"
             ))),
