@@ -35,8 +35,8 @@ impl NestedHost {
         Self {
             name: name.to_string(),
             scenarios: Vec::new(),
-            timeout: Duration::from_secs(900),
-            scenario_timeout: Duration::from_secs(300),
+            timeout: Duration::from_secs(600),
+            scenario_timeout: Duration::from_secs(120),
             smp: 4,
             memory: "3G".to_string(),
         }
@@ -207,12 +207,37 @@ impl Run {
 
     /// The scenario `name`, which must have ended with rc 0.
     pub fn expect_rc0(&self, name: &str) -> Result<&ScenarioOutcome, Error> {
+        self.expect_rc(name, 0)
+    }
+
+    /// The scenario `name`, which must have ended with exit status `rc`.
+    pub fn expect_rc(&self, name: &str, rc: i32) -> Result<&ScenarioOutcome, Error> {
         let outcome = self
             .scenario(name)
             .ok_or_else(|| self.failed(name, "it did not run", &[]))?;
         match outcome.rc {
-            Some(0) => Ok(outcome),
-            rc => Err(self.failed(name, &format!("rc={rc:?}, expected 0"), &outcome.console)),
+            Some(got) if got == rc => Ok(outcome),
+            got => Err(self.failed(
+                name,
+                &format!("rc={got:?}, expected {rc}"),
+                &outcome.console,
+            )),
+        }
+    }
+
+    /// Checks that scenario `name` printed a console line containing `needle`.
+    pub fn expect_console(&self, name: &str, needle: &str) -> Result<(), Error> {
+        let outcome = self
+            .scenario(name)
+            .ok_or_else(|| self.failed(name, "it did not run", &[]))?;
+        if outcome.console.iter().any(|line| line.contains(needle)) {
+            Ok(())
+        } else {
+            Err(self.failed(
+                name,
+                &format!("no console line contains '{needle}'"),
+                &outcome.console,
+            ))
         }
     }
 

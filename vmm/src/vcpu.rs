@@ -181,6 +181,7 @@ impl Vcpu {
                 None
             }
             Ok(VcpuExit::IoOut(port, data)) => {
+                log::trace!("vCPU {id}: out {port:#x} {data:x?}");
                 if !ctx.pio.write(port.into(), data) {
                     log::debug!("vCPU {id}: write to unclaimed port {port:#x}");
                 }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 
 use arch::x86_64::boot::{self, BootSource};
-use arch::x86_64::{layout, regs, GuestMemory};
+use arch::x86_64::{layout, regs, reset_vector, GuestMemory};
 use devices::{GuestEvent, GuestEvents};
 use event_manager::{EventManager, MutEventSubscriber, SubscriberOps};
 use firmware_tables::acpi;
@@ -67,6 +67,9 @@ pub enum VmError {
     /// Boot page tables or GDT.
     #[error(transparent)]
     Regs(#[from] regs::RegsError),
+    /// The reset vector stub.
+    #[error(transparent)]
+    ResetVector(#[from] reset_vector::ResetVectorError),
     /// ACPI tables.
     #[error(transparent)]
     Acpi(#[from] acpi::AcpiError),
@@ -199,6 +202,8 @@ impl Vm {
             path: config.kernel.clone(),
             source,
         })?;
+        let pm = device_manager::acpi_power_management();
+        reset_vector::write_reset_vector(&memory, pm.reset_port, pm.reset_value)?;
         regs::write_gdt_and_idt(&memory)?;
         regs::write_identity_page_tables(&memory)?;
         acpi::write_tables(

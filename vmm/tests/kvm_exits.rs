@@ -246,3 +246,14 @@ fn every_vcpu_accepts_the_platform_configuration() {
         assert_eq!(leaf1.ebx >> 24, u32::from(id));
     }
 }
+
+#[test]
+fn bios_reset_vector_stub_resets() {
+    // What Linux does when it reboots "through the BIOS": far jump to f000:fff0.
+    let mut vm = SnippetVm::new(0x10_0000).real_mode(&[0xea, 0xf0, 0xff, 0x00, 0xf0]);
+    let pm = vmm::device_manager::acpi_power_management();
+    arch::x86_64::reset_vector::write_reset_vector(&vm.memory, pm.reset_port, pm.reset_value)
+        .expect("stub");
+    let (event, _) = vm.run();
+    assert_eq!(event, GuestEvent::Reset);
+}

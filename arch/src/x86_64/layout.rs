@@ -33,7 +33,11 @@ pub const LOW_RAM_END: u64 = 0x9fc00;
 /// scans, and its address is also handed over in the zero page.
 pub const ACPI_START: u64 = 0xe0000;
 /// Size of the ACPI table area.
-pub const ACPI_SIZE: u64 = 0x20000;
+pub const ACPI_SIZE: u64 = 0x1f000;
+/// The BIOS reset vector (`f000:fff0`). Linux jumps here in real mode when
+/// it reboots through "BIOS" (its choice on hardware-reduced ACPI without
+/// EFI); minivmm puts a stub there that writes the ACPI reset register.
+pub const RESET_VECTOR: u64 = 0xffff0;
 /// Where the kernel is loaded and high memory starts.
 pub const HIMEM_START: u64 = 0x10_0000;
 /// Start of the 32-bit MMIO hole: no RAM between here and 4 GiB.
@@ -144,6 +148,7 @@ mod tests {
             (PDE_START, 0x1000 * (BOOT_IDENTITY_MAP_SIZE >> 30)),
             (CMDLINE_START, CMDLINE_MAX_SIZE as u64),
             (ACPI_START, ACPI_SIZE),
+            (RESET_VECTOR, 16),
         ];
         for (i, a) in areas.iter().enumerate() {
             assert!(a.0 + a.1 <= HIMEM_START, "area {i} reaches the kernel");

@@ -7,6 +7,7 @@ pub mod interrupts;
 pub mod layout;
 pub mod msr;
 pub mod regs;
+pub mod reset_vector;
 
 /// The guest memory type every x86_64 helper works on.
 pub type GuestMemory = vm_memory::GuestMemoryMmap<()>;
