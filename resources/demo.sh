@@ -12,6 +12,7 @@ root="$(dirname "$here")"
 
 bash "$here/host-packages.sh"
 if [ -z "${MINIVMM_BIN:-}" ]; then
+    ensure_pinned_rust "$root"
     log "building minivmm (release)"
     (cd "$root" && cargo build --release -p vmm)
 fi

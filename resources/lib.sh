@@ -18,6 +18,26 @@ die() {
 }
 
 # Creates (if needed) and prints the cache directory.
+# ensure_pinned_rust ROOT: rust-toolchain.toml in ROOT pins a Rust version.
+# Machines that cannot reach the Rust dist server cannot download it, so when
+# the installed stable toolchain is that version, register it under the
+# pinned name instead.
+ensure_pinned_rust() {
+    local pinned
+    pinned="$(sed -n 's/^channel = "\(.*\)"/\1/p' "$1/rust-toolchain.toml")"
+    command -v rustup >/dev/null || return 0
+    rustup toolchain list | grep -q "^$pinned" && return 0
+    if rustc +stable --version 2>/dev/null | grep -q "^rustc $pinned "; then
+        # rustup will not `link` a custom toolchain under an official name,
+        # so point the name at the installed toolchain directly.
+        local toolchains="${RUSTUP_HOME:-$HOME/.rustup}/toolchains"
+        local host
+        host="$(rustc +stable -vV | sed -n 's/^host: //p')"
+        log "registering the installed stable Rust as $pinned"
+        ln -sfn "$(rustc +stable --print sysroot)" "$toolchains/$pinned-$host"
+    fi
+}
+
 cache_dir() {
     mkdir -p "$MINIVMM_CACHE"
     printf '%s\n' "$MINIVMM_CACHE"

@@ -13,6 +13,10 @@ step() {
 
 command -v cargo >/dev/null || { echo "error: cargo not found (install rustup)" >&2; exit 1; }
 
+# shellcheck source=resources/lib.sh
+. resources/lib.sh
+ensure_pinned_rust "$root"
+
 step "host packages"
 bash resources/host-packages.sh
 
