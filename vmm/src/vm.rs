@@ -117,6 +117,24 @@ fn host_memory() -> u64 {
     info.totalram.saturating_mul(u64::from(info.mem_unit))
 }
 
+/// Registers every region of `memory` with KVM as a memory slot.
+pub fn register_memory(vm: &VmFd, memory: &GuestMemory) -> Result<(), VmError> {
+    for (slot, region) in memory.iter().enumerate() {
+        let kvm_region = kvm_userspace_memory_region {
+            slot: slot as u32,
+            guest_phys_addr: region.start_addr().0,
+            memory_size: region.len(),
+            userspace_addr: region.as_ptr() as u64,
+            flags: 0,
+        };
+        // SAFETY: the region is a live mapping owned by `memory`; callers
+        // keep `memory` alive for as long as the KVM VM exists.
+        unsafe { vm.set_user_memory_region(kvm_region) }
+            .map_err(|e| VmError::VmIoctl("register guest memory with KVM", e))?;
+    }
+    Ok(())
+}
+
 /// Allocates guest RAM per the layout and registers it with KVM.
 fn create_memory(vm: &VmFd, size: u64) -> Result<GuestMemory, VmError> {
     let host = host_memory();
@@ -132,19 +150,7 @@ fn create_memory(vm: &VmFd, size: u64) -> Result<GuestMemory, VmError> {
         .collect();
     let memory =
         GuestMemory::from_ranges(&ranges).map_err(|e| VmError::GuestMemory(size >> 20, e))?;
-    for (slot, region) in memory.iter().enumerate() {
-        let kvm_region = kvm_userspace_memory_region {
-            slot: slot as u32,
-            guest_phys_addr: region.start_addr().0,
-            memory_size: region.len(),
-            userspace_addr: region.as_ptr() as u64,
-            flags: 0,
-        };
-        // SAFETY: the region is a live mapping owned by `memory`, which the
-        // Vm keeps for as long as the KVM VM exists.
-        unsafe { vm.set_user_memory_region(kvm_region) }
-            .map_err(|e| VmError::VmIoctl("register guest memory with KVM", e))?;
-    }
+    register_memory(vm, &memory)?;
     Ok(memory)
 }
 

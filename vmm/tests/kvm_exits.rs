@@ -8,9 +8,8 @@ use std::sync::{Arc, Mutex};
 use arch::x86_64::{layout, regs, GuestMemory};
 use devices::legacy::SerialConsole;
 use devices::{Bus, BusDevice, GuestEvent, GuestEvents};
-use kvm_bindings::kvm_userspace_memory_region;
 use kvm_ioctls::{Kvm, VmFd};
-use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryRegion};
+use vm_memory::{Bytes, GuestAddress};
 use vmm::device_manager::add_power_devices;
 use vmm::vcpu::{Vcpu, VcpuContext};
 use vmm_sys_util::eventfd::EventFd;
@@ -58,17 +57,7 @@ impl SnippetVm {
         let kvm = Kvm::new().expect("open /dev/kvm");
         let vm = kvm.create_vm().expect("create VM");
         let memory = GuestMemory::from_ranges(&[(GuestAddress(0), mem_size)]).expect("memory");
-        for (slot, region) in memory.iter().enumerate() {
-            let r = kvm_userspace_memory_region {
-                slot: slot as u32,
-                guest_phys_addr: region.start_addr().0,
-                memory_size: region.len(),
-                userspace_addr: region.as_ptr() as u64,
-                flags: 0,
-            };
-            // SAFETY: `memory` outlives the VM in this struct.
-            unsafe { vm.set_user_memory_region(r) }.expect("memory slot");
-        }
+        vmm::vm::register_memory(&vm, &memory).expect("memory slots");
         let vcpu = Vcpu::new(&vm, 0).expect("vcpu");
         let events = Arc::new(GuestEvents::new().expect("events"));
         let output = Output::default();
