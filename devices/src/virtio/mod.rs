@@ -65,3 +65,6 @@ pub trait VirtioDevice: Send {
     /// Device reset: forget queues and negotiated state.
     fn reset(&mut self);
 }
+
+pub mod block;
+pub mod iommu;
