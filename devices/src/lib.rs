@@ -8,6 +8,7 @@
 pub mod bus;
 pub mod guest_events;
 pub mod legacy;
+pub mod pci;
 pub mod virtio;
 
 pub use bus::{Bus, BusDevice, BusError};

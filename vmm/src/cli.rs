@@ -35,4 +35,10 @@ pub struct Cli {
     /// Number of vCPUs.
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub cpus: u32,
+
+    /// A virtio-blk disk backed by a raw image file (repeatable). With
+    /// iommu=on the disk sits behind minivmm's virtio-iommu and all its DMA
+    /// is translated; readonly=on refuses guest writes.
+    #[arg(long, value_name = "path=FILE[,readonly=on|off][,iommu=on|off]")]
+    pub disk: Vec<String>,
 }

@@ -29,6 +29,19 @@ pub enum ConfigError {
     /// No vCPU.
     #[error("--cpus 0: a VM needs at least one vCPU")]
     NoCpus,
+    /// A --disk value does not parse.
+    #[error(
+        "invalid --disk '{value}': {reason} (expected path=FILE[,readonly=on|off][,iommu=on|off])"
+    )]
+    BadDisk {
+        /// The value given.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Too many PCI devices.
+    #[error("too many devices: at most {0} PCI devices fit on bus 0")]
+    TooManyDevices(usize),
     /// Too many vCPUs for minivmm.
     #[error("--cpus {got} is too many: minivmm supports at most {max}")]
     TooManyCpus {
@@ -37,6 +50,63 @@ pub enum ConfigError {
         /// Maximum.
         max: u32,
     },
+}
+
+/// One virtio-blk disk.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DiskConfig {
+    /// Raw image file.
+    pub path: PathBuf,
+    /// Refuse guest writes.
+    pub read_only: bool,
+    /// Behind the virtio-iommu.
+    pub iommu: bool,
+}
+
+/// PCI slots left for disks after the host bridge and the virtio-iommu.
+pub const MAX_DISKS: usize = 30;
+
+fn parse_on_off(value: &str) -> Option<bool> {
+    match value {
+        "on" | "true" | "yes" | "1" => Some(true),
+        "off" | "false" | "no" | "0" => Some(false),
+        _ => None,
+    }
+}
+
+/// Parses one `--disk` value.
+pub fn parse_disk(text: &str) -> Result<DiskConfig, ConfigError> {
+    let bad = |reason: String| ConfigError::BadDisk {
+        value: text.to_string(),
+        reason,
+    };
+    let mut path = None;
+    let mut read_only = false;
+    let mut iommu = false;
+    for part in text.split(',') {
+        let (key, value) = part
+            .split_once('=')
+            .ok_or_else(|| bad(format!("'{part}' is not key=value")))?;
+        match key {
+            "path" if !value.is_empty() => path = Some(PathBuf::from(value)),
+            "readonly" | "iommu" => {
+                let on = parse_on_off(value)
+                    .ok_or_else(|| bad(format!("{key} must be on or off, not '{value}'")))?;
+                if key == "readonly" {
+                    read_only = on;
+                } else {
+                    iommu = on;
+                }
+            }
+            _ => return Err(bad(format!("unknown or empty option '{key}'"))),
+        }
+    }
+    let path = path.ok_or_else(|| bad("no path=FILE".into()))?;
+    Ok(DiskConfig {
+        path,
+        read_only,
+        iommu,
+    })
 }
 
 /// What the VM is made of.
@@ -52,6 +122,15 @@ pub struct VmConfig {
     pub memory: u64,
     /// vCPU count.
     pub cpus: u8,
+    /// virtio-blk disks, in PCI slot order.
+    pub disks: Vec<DiskConfig>,
+}
+
+impl VmConfig {
+    /// Whether any device sits behind the virtio-iommu.
+    pub fn needs_iommu(&self) -> bool {
+        self.disks.iter().any(|d| d.iommu)
+    }
 }
 
 /// Parses `512M`, `2G`, `1048576`, ... into bytes (binary units).
@@ -99,12 +178,21 @@ impl VmConfig {
             }
             n => n as u8,
         };
+        let disks = cli
+            .disk
+            .iter()
+            .map(|d| parse_disk(d))
+            .collect::<Result<Vec<_>, _>>()?;
+        if disks.len() > MAX_DISKS {
+            return Err(ConfigError::TooManyDevices(MAX_DISKS));
+        }
         Ok(Self {
             kernel: cli.kernel,
             initrd: cli.initrd,
             cmdline: cli.cmdline,
             memory,
             cpus,
+            disks,
         })
     }
 }
@@ -160,6 +248,45 @@ mod tests {
             Err(ConfigError::TooManyCpus { .. })
         ));
         assert_eq!(parse(&["--cpus", "8"]).expect("8 cpus").cpus, 8);
+    }
+
+    #[test]
+    fn disks() {
+        let c = parse(&[
+            "--disk",
+            "path=/a.img",
+            "--disk",
+            "path=/b.img,readonly=on,iommu=on",
+        ])
+        .expect("config");
+        assert_eq!(
+            c.disks,
+            vec![
+                DiskConfig {
+                    path: "/a.img".into(),
+                    read_only: false,
+                    iommu: false
+                },
+                DiskConfig {
+                    path: "/b.img".into(),
+                    read_only: true,
+                    iommu: true
+                },
+            ]
+        );
+        assert!(c.needs_iommu());
+        for bad in [
+            "/a.img",
+            "path=",
+            "readonly=on",
+            "path=/a,iommu=maybe",
+            "path=/a,cache=none",
+        ] {
+            assert!(
+                matches!(parse_disk(bad), Err(ConfigError::BadDisk { .. })),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -1,15 +1,29 @@
 //! Creates the platform devices, puts them on the buses and wires their
-//! interrupts to KVM. The addresses come from `arch`'s layout.
+//! interrupts and notifications to KVM: the legacy devices on port I/O, and
+//! PCI (host bridge, virtio-iommu, virtio-blk disks) with ECAM and BAR
+//! windows on MMIO. All addresses come from `arch`'s layout.
 
 use std::io::Stdout;
 use std::sync::{Arc, Mutex};
 
-use arch::x86_64::layout::pio;
+use arch::x86_64::layout::{self, pio};
+use arch::x86_64::GuestMemory;
 use devices::legacy::{AcpiPowerManagement, PvPanic, SerialConsole, I8042};
+use devices::pci::host_bridge::HostBridge;
+use devices::pci::{PciConfigIo, PciConfigMmio, PciMmioWindow, PciRoot};
+use devices::virtio::block::{Block, BlockConfig, DiskError};
+use devices::virtio::pci::{
+    IoEventRegistry, NotifyMode, VirtioPciDevice, VirtioPciError, BAR_SIZE,
+};
+use devices::virtio::VirtioDevice;
 use devices::{Bus, BusDevice, BusError, GuestEvents};
-use firmware_tables::acpi::{PowerManagement, SerialPort};
-use kvm_ioctls::VmFd;
+use firmware_tables::acpi::{IommuTopology, PciHostBridge, PowerManagement, SerialPort};
+use kvm_ioctls::{IoEventAddress, NoDatamatch, VmFd};
+use vm_allocator::{AddressAllocator, AllocPolicy};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+
+use crate::config::VmConfig;
+use crate::interrupts::{InterruptError, InterruptManager};
 
 /// Errors creating devices.
 #[derive(Debug, thiserror::Error)]
@@ -23,12 +37,37 @@ pub enum DeviceError {
     /// Two devices claim the same range.
     #[error("device layout conflict")]
     Bus(#[from] BusError),
+    /// MSI-X set-up.
+    #[error(transparent)]
+    Interrupts(#[from] InterruptError),
+    /// A disk image cannot be used.
+    #[error(transparent)]
+    Disk(#[from] DiskError),
+    /// virtio-pci set-up.
+    #[error(transparent)]
+    VirtioPci(#[from] VirtioPciError),
+    /// No room for a BAR.
+    #[error("the PCI MMIO window is full")]
+    BarSpace(#[source] vm_allocator::Error),
+    /// PCI bus full.
+    #[error("cannot place a PCI device")]
+    PciSlot(#[from] devices::pci::root::PciRootError),
 }
 
 /// The serial console type the VMM uses: guest output to stdout.
 pub type Console = SerialConsole<Stdout>;
 
-/// The buses and the devices the event loop needs to reach.
+/// A queue notification the event loop serves.
+pub struct QueueEvent {
+    /// Signalled by KVM when the guest notifies the queue.
+    pub fd: EventFd,
+    /// The device to run.
+    pub device: Arc<Mutex<dyn VirtioDevice>>,
+    /// The queue index.
+    pub queue: usize,
+}
+
+/// The buses and what the rest of the VMM needs to reach.
 pub struct Devices {
     /// Port I/O bus.
     pub pio: Bus,
@@ -36,6 +75,12 @@ pub struct Devices {
     pub mmio: Bus,
     /// COM1.
     pub console: Arc<Mutex<Console>>,
+    /// Notifications served by the event loop.
+    pub queue_events: Vec<QueueEvent>,
+    /// The PCI host bridge, for ACPI.
+    pub pci: PciHostBridge,
+    /// The virtio-iommu topology, for ACPI.
+    pub iommu: Option<IommuTopology>,
 }
 
 /// ACPI's view of the power management block the devices implement.
@@ -73,9 +118,77 @@ pub fn add_power_devices(bus: &mut Bus, events: &Arc<GuestEvents>) -> Result<(),
     Ok(())
 }
 
+/// Registers queue notification addresses as KVM ioeventfds.
+struct KvmIoEvents(Arc<VmFd>);
+
+impl IoEventRegistry for KvmIoEvents {
+    fn register(&self, addr: u64, fd: &EventFd) -> std::io::Result<()> {
+        self.0
+            .register_ioevent(fd, &IoEventAddress::Mmio(addr), NoDatamatch)
+            .map_err(|e| std::io::Error::from_raw_os_error(e.errno()))
+    }
+
+    fn unregister(&self, addr: u64, fd: &EventFd) -> std::io::Result<()> {
+        self.0
+            .unregister_ioevent(fd, &IoEventAddress::Mmio(addr), NoDatamatch)
+            .map_err(|e| std::io::Error::from_raw_os_error(e.errno()))
+    }
+}
+
+/// PCI bus 0 being populated: slots, BAR space and MSI-X.
+struct PciBuilder {
+    root: Arc<PciRoot>,
+    bars: AddressAllocator,
+    interrupts: Arc<InterruptManager>,
+    ioevents: Arc<KvmIoEvents>,
+    queue_events: Vec<QueueEvent>,
+}
+
+impl PciBuilder {
+    /// Adds `device` on virtio-pci; returns its BDF.
+    fn add_virtio(
+        &mut self,
+        device: Arc<Mutex<dyn VirtioDevice>>,
+        in_vcpu: bool,
+    ) -> Result<u16, DeviceError> {
+        let bar = self
+            .bars
+            .allocate(BAR_SIZE, BAR_SIZE, AllocPolicy::FirstMatch)
+            .map_err(DeviceError::BarSpace)?;
+        let queues = device
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .queue_max_sizes()
+            .len();
+        let msix = self.interrupts.msix_group(queues as u16 + 1)?;
+        let notify = if in_vcpu {
+            NotifyMode::InVcpu
+        } else {
+            NotifyMode::Ioeventfd(self.ioevents.clone())
+        };
+        let transport = VirtioPciDevice::new(device.clone(), bar.start(), msix, notify)?;
+        for (queue, fd) in transport.queue_eventfds().map_err(DeviceError::EventFd)? {
+            self.queue_events.push(QueueEvent {
+                fd,
+                device: device.clone(),
+                queue,
+            });
+        }
+        let slot = self.root.add_device(Arc::new(Mutex::new(transport)))?;
+        Ok(u16::from(slot) << 3)
+    }
+}
+
 /// Creates every device of the VM.
-pub fn create(vm: &VmFd, events: &Arc<GuestEvents>) -> Result<Devices, DeviceError> {
+pub fn create(
+    vm: &Arc<VmFd>,
+    memory: &GuestMemory,
+    config: &VmConfig,
+    events: &Arc<GuestEvents>,
+) -> Result<Devices, DeviceError> {
     let mut pio_bus = Bus::new();
+    let mut mmio_bus = Bus::new();
+
     let irq = EventFd::new(EFD_NONBLOCK).map_err(DeviceError::EventFd)?;
     vm.register_irqfd(&irq, pio::COM1_IRQ)
         .map_err(|e| DeviceError::Irqfd(pio::COM1_IRQ, e))?;
@@ -84,9 +197,58 @@ pub fn create(vm: &VmFd, events: &Arc<GuestEvents>) -> Result<Devices, DeviceErr
     ));
     pio_bus.insert(pio::COM1.into(), pio::UART_SIZE.into(), console.clone())?;
     add_power_devices(&mut pio_bus, events)?;
+
+    let root = Arc::new(PciRoot::new());
+    root.add_device(Arc::new(Mutex::new(HostBridge::new())))?;
+    pio_bus.insert(
+        pio::PCI_CONFIG.into(),
+        8,
+        Arc::new(Mutex::new(PciConfigIo::new(root.clone()))),
+    )?;
+    mmio_bus.insert(
+        layout::PCI_ECAM_START,
+        layout::PCI_ECAM_SIZE,
+        Arc::new(Mutex::new(PciConfigMmio::new(root.clone()))),
+    )?;
+    let mmio32 = (layout::PCI_MMIO32_START, layout::PCI_MMIO32_SIZE);
+    let mmio64 = layout::pci_mmio64_window(config.memory);
+    for (base, size) in [mmio32, mmio64] {
+        let window = Arc::new(Mutex::new(PciMmioWindow::new(root.clone(), base)));
+        mmio_bus.insert(base, size, window)?;
+    }
+
+    let mut pci = PciBuilder {
+        root,
+        bars: AddressAllocator::new(mmio64.0, mmio64.1).map_err(DeviceError::BarSpace)?,
+        interrupts: Arc::new(InterruptManager::new(vm.clone())),
+        ioevents: Arc::new(KvmIoEvents(vm.clone())),
+        queue_events: Vec::new(),
+    };
+
+    for disk in &config.disks {
+        let block_config = BlockConfig {
+            path: disk.path.clone(),
+            read_only: disk.read_only,
+            iommu: false,
+            id: None,
+        };
+        let block: Arc<Mutex<dyn VirtioDevice>> =
+            Arc::new(Mutex::new(Block::new(memory.clone(), block_config)?));
+        pci.add_virtio(block, false)?;
+    }
+
     Ok(Devices {
         pio: pio_bus,
-        mmio: Bus::new(),
+        mmio: mmio_bus,
         console,
+        queue_events: pci.queue_events,
+        pci: PciHostBridge {
+            ecam_base: layout::PCI_ECAM_START,
+            bus_start: 0,
+            bus_end: 0,
+            mmio32,
+            mmio64,
+        },
+        iommu: None,
     })
 }

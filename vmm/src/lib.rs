@@ -11,6 +11,7 @@ pub mod config;
 pub mod console;
 pub mod device_manager;
 pub mod exit;
+pub mod interrupts;
 pub mod kvm;
 pub mod logger;
 pub mod vcpu;

@@ -90,11 +90,12 @@ pub enum VmError {
 /// A VM ready to run.
 pub struct Vm {
     _kvm: Kvm,
-    _vm: VmFd,
+    _vm: Arc<VmFd>,
     _memory: GuestMemory,
     vcpus: Vec<Vcpu>,
     context: Arc<VcpuContext>,
     console: Arc<Mutex<device_manager::Console>>,
+    queue_events: Vec<device_manager::QueueEvent>,
 }
 
 fn open_image(what: &'static str, path: &Path) -> Result<File, VmError> {
@@ -154,7 +155,7 @@ fn create_memory(vm: &VmFd, size: u64) -> Result<GuestMemory, VmError> {
     Ok(memory)
 }
 
-fn platform_description(config: &VmConfig) -> acpi::Platform {
+fn platform_description(config: &VmConfig, devices: &device_manager::Devices) -> acpi::Platform {
     acpi::Platform {
         cpus: config.cpus,
         lapic_addr: layout::LAPIC_START as u32,
@@ -162,6 +163,8 @@ fn platform_description(config: &VmConfig) -> acpi::Platform {
         pm: device_manager::acpi_power_management(),
         serial_ports: device_manager::acpi_serial_ports(),
         pvpanic_port: Some(layout::pio::PVPANIC),
+        pci: Some(devices.pci),
+        iommu: devices.iommu.clone(),
     }
 }
 
@@ -177,9 +180,10 @@ impl Vm {
             .map(|p| open_image("initrd", p))
             .transpose()?;
 
-        let vm = kvm
-            .create_vm()
-            .map_err(|e| VmError::VmIoctl("create the VM", e))?;
+        let vm = Arc::new(
+            kvm.create_vm()
+                .map_err(|e| VmError::VmIoctl("create the VM", e))?,
+        );
         vm.set_tss_address(layout::KVM_TSS_START as usize)
             .map_err(|e| VmError::VmIoctl("set the TSS address", e))?;
         vm.set_identity_map_address(layout::KVM_IDENTITY_MAP_START)
@@ -212,15 +216,14 @@ impl Vm {
         reset_vector::write_reset_vector(&memory, pm.reset_port, pm.reset_value)?;
         regs::write_gdt_and_idt(&memory)?;
         regs::write_identity_page_tables(&memory)?;
+        let events = Arc::new(GuestEvents::new().map_err(DeviceError::EventFd)?);
+        let devices = device_manager::create(&vm, &memory, config, &events)?;
         acpi::write_tables(
             &memory,
             GuestAddress(layout::ACPI_START),
             layout::ACPI_SIZE,
-            &platform_description(config),
+            &platform_description(config, &devices),
         )?;
-
-        let events = Arc::new(GuestEvents::new().map_err(DeviceError::EventFd)?);
-        let devices = device_manager::create(&vm, &events)?;
 
         let cpuid = kvm
             .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
@@ -247,6 +250,7 @@ impl Vm {
                 events,
             }),
             console: devices.console,
+            queue_events: devices.queue_events,
         })
     }
 
@@ -261,6 +265,9 @@ impl Vm {
         event_manager.add_subscriber(Arc::new(Mutex::new(input)));
         let stop = Arc::new(Mutex::new(StopWatch::new(self.context.events.clone())?));
         event_manager.add_subscriber(stop);
+        for queue_event in self.queue_events {
+            event_manager.add_subscriber(Arc::new(Mutex::new(QueueHandler(queue_event))));
+        }
 
         for mut vcpu in self.vcpus {
             let context = self.context.clone();
@@ -307,6 +314,29 @@ impl MutEventSubscriber for StopWatch {
             event_manager::EventSet::IN,
         )) {
             log::error!("cannot watch for guest stop events: {e:?}");
+        }
+    }
+}
+
+/// Runs a device's queue when KVM signals its notification eventfd.
+struct QueueHandler(device_manager::QueueEvent);
+
+impl MutEventSubscriber for QueueHandler {
+    fn process(&mut self, _events: event_manager::Events, _ops: &mut event_manager::EventOps) {
+        let _ = self.0.fd.read();
+        self.0
+            .device
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .process_queue(self.0.queue);
+    }
+
+    fn init(&mut self, ops: &mut event_manager::EventOps) {
+        if let Err(e) = ops.add(event_manager::Events::new(
+            &self.0.fd,
+            event_manager::EventSet::IN,
+        )) {
+            log::error!("cannot watch queue {} notifications: {e:?}", self.0.queue);
         }
     }
 }

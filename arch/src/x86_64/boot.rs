@@ -11,7 +11,7 @@ use vm_memory::{Bytes, GuestAddress};
 
 use super::layout::{
     RamRegion, ACPI_START, CMDLINE_MAX_SIZE, CMDLINE_START, DEFAULT_INITRD_ADDR_MAX, HIMEM_START,
-    LOW_RAM_END, ZERO_PAGE_START,
+    LOW_RAM_END, PCI_ECAM_SIZE, PCI_ECAM_START, ZERO_PAGE_START,
 };
 use super::GuestMemory;
 
@@ -187,7 +187,8 @@ fn load_initrd(
     Ok((addr, size))
 }
 
-/// The e820 map: RAM, with the legacy BIOS area reserved.
+/// The e820 map: RAM, with the legacy BIOS area and ECAM reserved (Linux
+/// only trusts an MCFG region that firmware reserved).
 pub fn e820_map(ram: &[RamRegion]) -> Vec<boot_e820_entry> {
     let entry = |addr: u64, end: u64, r#type| boot_e820_entry {
         addr,
@@ -207,6 +208,12 @@ pub fn e820_map(ram: &[RamRegion]) -> Vec<boot_e820_entry> {
             map.push(entry(start, end, E820_RAM));
         }
     }
+    map.push(entry(
+        PCI_ECAM_START,
+        PCI_ECAM_START + PCI_ECAM_SIZE,
+        E820_RESERVED,
+    ));
+    map.sort_by_key(|e| e.addr);
     map
 }
 
@@ -228,6 +235,11 @@ mod tests {
                 (0, LOW_RAM_END, E820_RAM),
                 (LOW_RAM_END, HIMEM_START, E820_RESERVED),
                 (HIMEM_START, 0xc000_0000, E820_RAM),
+                (
+                    PCI_ECAM_START,
+                    PCI_ECAM_START + PCI_ECAM_SIZE,
+                    E820_RESERVED
+                ),
                 (1 << 32, (1 << 32) + (1 << 30), E820_RAM),
             ]
         );

@@ -44,6 +44,19 @@ pub const HIMEM_START: u64 = 0x10_0000;
 pub const MMIO_HOLE_START: u64 = 0xc000_0000;
 /// End of the 32-bit MMIO hole.
 pub const MMIO_HOLE_END: u64 = 1 << 32;
+/// 32-bit PCI MMIO window (BARs that must sit below 4 GiB).
+pub const PCI_MMIO32_START: u64 = MMIO_HOLE_START;
+/// Size of the 32-bit PCI MMIO window.
+pub const PCI_MMIO32_SIZE: u64 = 0x2000_0000;
+/// ECAM (PCI Express enhanced configuration) for bus 0.
+pub const PCI_ECAM_START: u64 = PCI_MMIO32_START + PCI_MMIO32_SIZE;
+/// ECAM size: one bus.
+pub const PCI_ECAM_SIZE: u64 = 1 << 20;
+/// Size of the 64-bit PCI MMIO window.
+pub const PCI_MMIO64_SIZE: u64 = 64 << 30;
+/// Alignment of the 64-bit PCI MMIO window.
+const PCI_MMIO64_ALIGN: u64 = 1 << 30;
+
 /// The in-kernel IOAPIC.
 pub const IOAPIC_START: u64 = 0xfec0_0000;
 /// The local APIC of every vCPU.
@@ -67,6 +80,8 @@ pub mod pio {
     pub const I8042_DATA: u16 = 0x60;
     /// i8042 command/status port.
     pub const I8042_COMMAND: u16 = 0x64;
+    /// PCI configuration mechanism #1 (0xCF8 address, 0xCFC data).
+    pub const PCI_CONFIG: u16 = 0xcf8;
     /// pvpanic device (ACPI `QEMU0001`).
     pub const PVPANIC: u16 = 0x505;
     /// ACPI hardware-reduced sleep control, sleep status and reset registers.
@@ -74,6 +89,8 @@ pub mod pio {
     /// Size of the ACPI power management block.
     pub const ACPI_PM_SIZE: u16 = 4;
 }
+
+const _: () = assert!(PCI_ECAM_START + PCI_ECAM_SIZE <= IOAPIC_START);
 
 // The boot stack grows down from between the zero page and the page tables.
 const _: () =
@@ -116,9 +133,27 @@ pub fn ram_regions(mem_size: u64) -> Vec<RamRegion> {
     regions
 }
 
+/// The 64-bit PCI MMIO window: above guest RAM (and at least at 4 GiB),
+/// 1 GiB aligned. Returns (base, size).
+pub fn pci_mmio64_window(mem_size: u64) -> (u64, u64) {
+    let ram_end = ram_regions(mem_size)
+        .last()
+        .map_or(MMIO_HOLE_END, RamRegion::end)
+        .max(MMIO_HOLE_END);
+    (ram_end.next_multiple_of(PCI_MMIO64_ALIGN), PCI_MMIO64_SIZE)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pci_windows_stay_clear_of_ram_and_fixed_devices() {
+        assert_eq!(pci_mmio64_window(512 << 20).0, 1 << 32);
+        let (base, _) = pci_mmio64_window(6 << 30);
+        assert!(base >= (1 << 32) + (3 << 30));
+        assert_eq!(base % (1 << 30), 0);
+    }
 
     #[test]
     fn small_guest_fits_below_the_hole() {

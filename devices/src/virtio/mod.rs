@@ -68,3 +68,4 @@ pub trait VirtioDevice: Send {
 
 pub mod block;
 pub mod iommu;
+pub mod pci;

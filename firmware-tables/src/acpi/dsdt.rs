@@ -1,10 +1,11 @@
-//! DSDT: the `\_S5` sleep package (so the guest can power off) and the
-//! legacy devices: COM ports (PNP0501) and pvpanic (QEMU0001).
+//! DSDT: the `\_S5` sleep package (so the guest can power off), the
+//! legacy devices (COM ports, PNP0501, and pvpanic, QEMU0001) and the PCI
+//! host bridge (PNP0A08) with its bus, I/O and MMIO windows.
 
 use acpi_tables::sdt::Sdt;
 use acpi_tables::{aml, Aml};
 
-use super::{Platform, SerialPort, OEM_ID, OEM_REVISION, OEM_TABLE_ID};
+use super::{PciHostBridge, Platform, SerialPort, OEM_ID, OEM_REVISION, OEM_TABLE_ID};
 
 /// Table header size; the DSDT body follows it.
 const HEADER_LEN: u32 = 36;
@@ -38,6 +39,56 @@ fn pvpanic_device(port: u16) -> Vec<u8> {
     bytes
 }
 
+/// Legacy configuration ports the host bridge claims.
+const PCI_CONFIG_PORT: u16 = 0xcf8;
+/// I/O window handed to PCI (above the legacy ISA range).
+const PCI_IO_WINDOW: (u16, u16) = (0x1000, 0xffff);
+
+fn pci_host_bridge(pci: &PciHostBridge) -> Vec<u8> {
+    let hid = aml::EISAName::new("PNP0A08");
+    let cid = aml::EISAName::new("PNP0A03");
+    let zero = 0u64;
+    let bus = aml::AddressSpace::new_bus_number(u16::from(pci.bus_start), u16::from(pci.bus_end));
+    let config_ports = aml::IO::new(PCI_CONFIG_PORT, PCI_CONFIG_PORT, 1, 8);
+    let io_low = aml::AddressSpace::new_io(0u16, PCI_CONFIG_PORT - 1, None);
+    let io_high = aml::AddressSpace::new_io(PCI_IO_WINDOW.0, PCI_IO_WINDOW.1, None);
+    let mmio32 = aml::AddressSpace::new_memory(
+        aml::AddressSpaceCacheable::NotCacheable,
+        true,
+        pci.mmio32.0 as u32,
+        (pci.mmio32.0 + pci.mmio32.1 - 1) as u32,
+        None,
+    );
+    let mmio64 = aml::AddressSpace::new_memory(
+        aml::AddressSpaceCacheable::NotCacheable,
+        true,
+        pci.mmio64.0,
+        pci.mmio64.0 + pci.mmio64.1 - 1,
+        None,
+    );
+    let crs = aml::ResourceTemplate::new(vec![
+        &bus,
+        &config_ports,
+        &io_low,
+        &io_high,
+        &mmio32,
+        &mmio64,
+    ]);
+    let names = [
+        aml::Name::new("_HID".into(), &hid),
+        aml::Name::new("_CID".into(), &cid),
+        aml::Name::new("_ADR".into(), &zero),
+        aml::Name::new("_SEG".into(), &zero),
+        aml::Name::new("_UID".into(), &zero),
+        aml::Name::new("_BBN".into(), &zero),
+        aml::Name::new("_CRS".into(), &crs),
+    ];
+    let children: Vec<&dyn Aml> = names.iter().map(|n| n as &dyn Aml).collect();
+    let mut bytes = Vec::new();
+    aml::Device::new("PCI0".into(), children).to_aml_bytes(&mut bytes);
+    bytes
+}
+
 fn s5_package(sleep_type: u8) -> Vec<u8> {
     let zero = 0u8;
     let package = aml::Package::new(vec![&sleep_type, &sleep_type, &zero, &zero]);
@@ -62,6 +113,9 @@ pub(super) fn build(platform: &Platform) -> Sdt {
     }
     if let Some(port) = platform.pvpanic_port {
         sb.extend(pvpanic_device(port));
+    }
+    if let Some(pci) = &platform.pci {
+        sb.extend(pci_host_bridge(pci));
     }
     let mut body = s5_package(platform.pm.s5_sleep_type);
     body.extend(aml::Scope::raw("_SB_".into(), sb));

@@ -1,10 +1,13 @@
 //! ACPI tables for a hardware-reduced x86 platform: RSDP -> XSDT -> FADT
-//! (with the DSDT) and MADT. Each table is built in its own module; this one
+//! (with the DSDT), MADT, and with PCI the MCFG and, when a virtio-iommu
+//! exists, the VIOT. Each table is built in its own module; this one
 //! places them in the guest's ACPI area and links them.
 
 mod dsdt;
 mod fadt;
 mod madt;
+mod mcfg;
+mod viot;
 
 use acpi_tables::{rsdp::Rsdp, xsdt::XSDT, Aml};
 use vm_memory::{Bytes, GuestAddress};
@@ -40,6 +43,30 @@ pub struct PowerManagement {
     pub s5_sleep_type: u8,
 }
 
+/// The PCI host bridge: segment 0, its ECAM and its windows.
+#[derive(Clone, Copy, Debug)]
+pub struct PciHostBridge {
+    /// ECAM base (for bus `bus_start`).
+    pub ecam_base: u64,
+    /// First bus number.
+    pub bus_start: u8,
+    /// Last bus number.
+    pub bus_end: u8,
+    /// 32-bit MMIO window: base and size.
+    pub mmio32: (u64, u64),
+    /// 64-bit MMIO window: base and size.
+    pub mmio64: (u64, u64),
+}
+
+/// A virtio-pci IOMMU and the PCI endpoints it translates for.
+#[derive(Clone, Debug)]
+pub struct IommuTopology {
+    /// BDF of the virtio-iommu PCI function.
+    pub iommu_bdf: u16,
+    /// BDFs of the endpoints behind it (their endpoint IDs).
+    pub endpoints: Vec<u16>,
+}
+
 /// Everything the tables describe. Addresses come from the VMM's layout.
 #[derive(Clone, Debug)]
 pub struct Platform {
@@ -55,6 +82,10 @@ pub struct Platform {
     pub serial_ports: Vec<SerialPort>,
     /// pvpanic I/O port, if the device exists.
     pub pvpanic_port: Option<u16>,
+    /// The PCI host bridge, if the VM has PCI.
+    pub pci: Option<PciHostBridge>,
+    /// The virtio-iommu topology, if the VM has one.
+    pub iommu: Option<IommuTopology>,
 }
 
 /// Errors placing the tables.
@@ -109,6 +140,12 @@ pub fn write_tables<M: Bytes<GuestAddress>>(
     let mut xsdt = XSDT::new(OEM_ID, OEM_TABLE_ID, OEM_REVISION);
     xsdt.add_entry(fadt);
     xsdt.add_entry(madt);
+    if let Some(pci) = &platform.pci {
+        xsdt.add_entry(place("MCFG", &to_bytes(&mcfg::build(pci)))?);
+    }
+    if let Some(iommu) = &platform.iommu {
+        xsdt.add_entry(place("VIOT", &to_bytes(&viot::build(iommu)))?);
+    }
     let xsdt = place("XSDT", &to_bytes(&xsdt))?;
 
     let rsdp = to_bytes(&Rsdp::new(OEM_ID, xsdt));

@@ -21,6 +21,8 @@ fn platform(cpus: u8) -> Platform {
             irq: 4,
         }],
         pvpanic_port: Some(0x505),
+        pci: None,
+        iommu: None,
     }
 }
 
@@ -136,4 +138,73 @@ fn too_small_area_is_refused() {
     let mem = memory();
     let err = write_tables(&mem, GuestAddress(BASE), 64, &platform(1)).expect_err("too small");
     assert!(matches!(err, AcpiError::TooLarge { .. }), "{err}");
+}
+
+fn with_pci_and_iommu(cpus: u8) -> Platform {
+    Platform {
+        pci: Some(PciHostBridge {
+            ecam_base: 0xe000_0000,
+            bus_start: 0,
+            bus_end: 0,
+            mmio32: (0xc000_0000, 0x2000_0000),
+            mmio64: (0x1_0000_0000, 0x10_0000_0000),
+        }),
+        iommu: Some(IommuTopology {
+            iommu_bdf: 1 << 3,
+            endpoints: vec![2 << 3, 3 << 3],
+        }),
+        ..platform(cpus)
+    }
+}
+
+#[test]
+fn pci_adds_mcfg_and_a_host_bridge() {
+    let mem = memory();
+    write_tables(&mem, GuestAddress(BASE), 0x1f000, &with_pci_and_iommu(2)).expect("tables");
+    let tables = walk(&mem);
+    let mcfg = &tables.iter().find(|(n, _)| n == "MCFG").expect("MCFG").1;
+    // One allocation: base address, segment 0, buses 0-0.
+    assert_eq!(mcfg.len(), 44 + 16);
+    assert_eq!(u64_at(mcfg, 44), 0xe000_0000);
+    assert_eq!((mcfg[54], mcfg[55]), (0, 0));
+    let fadt = &tables[0].1;
+    let dsdt = table(&mem, u64_at(fadt, 140));
+    let has = |needle: &[u8]| dsdt.windows(needle.len()).any(|w| w == needle);
+    assert!(has(b"PCI0"));
+    assert!(has(&[0x0c, 0x41, 0xd0, 0x0a, 0x08]), "PNP0A08");
+}
+
+#[test]
+fn viot_lists_the_iommu_and_exactly_its_endpoints() {
+    let mem = memory();
+    write_tables(&mem, GuestAddress(BASE), 0x1f000, &with_pci_and_iommu(1)).expect("tables");
+    let tables = walk(&mem);
+    let viot = &tables.iter().find(|(n, _)| n == "VIOT").expect("VIOT").1;
+    let node_count = u16::from_le_bytes([viot[36], viot[37]]);
+    assert_eq!(node_count, 3, "one IOMMU node + two PCI range nodes");
+    let mut off = u16::from_le_bytes([viot[38], viot[39]]) as usize;
+    let mut iommu_offset = None;
+    let mut ranges = Vec::new();
+    for _ in 0..node_count {
+        let kind = viot[off];
+        let len = u16::from_le_bytes([viot[off + 2], viot[off + 3]]) as usize;
+        match kind {
+            // virtio-pci IOMMU: segment at +4, BDF at +6.
+            3 => {
+                iommu_offset = Some(off);
+                assert_eq!(u16::from_le_bytes([viot[off + 6], viot[off + 7]]), 1 << 3);
+            }
+            // PCI range: endpoint start at +4, BDF start/end at +12/+14, output node at +16.
+            1 => ranges.push((
+                u32_at(viot, off + 4),
+                u16::from_le_bytes([viot[off + 12], viot[off + 13]]),
+                u16::from_le_bytes([viot[off + 14], viot[off + 15]]),
+                u16::from_le_bytes([viot[off + 16], viot[off + 17]]),
+            )),
+            other => panic!("unexpected VIOT node type {other}"),
+        }
+        off += len;
+    }
+    let iommu = iommu_offset.expect("IOMMU node") as u16;
+    assert_eq!(ranges, vec![(16, 16, 16, iommu), (24, 24, 24, iommu)]);
 }

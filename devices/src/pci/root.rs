@@ -1,0 +1,411 @@
+//! The root complex: bus 0 of segment 0, its configuration access
+//! mechanisms (legacy 0xCF8/0xCFC and ECAM), and routing of MMIO in the
+//! BAR windows to whichever device currently decodes the address.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use super::{BarRegion, PciDevice};
+use crate::BusDevice;
+
+/// Slots on bus 0.
+pub const MAX_SLOTS: u8 = 32;
+/// Bytes of ECAM per bus.
+pub const ECAM_BUS_SIZE: u64 = 1 << 20;
+
+/// Errors adding devices.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PciRootError {
+    /// The slot is taken or out of range.
+    #[error("PCI slot {0} is already used or out of range")]
+    SlotInUse(u8),
+    /// No free slot left.
+    #[error("no free PCI slot on bus 0")]
+    BusFull,
+}
+
+type Device = Arc<Mutex<dyn PciDevice>>;
+
+fn lock(device: &Device) -> std::sync::MutexGuard<'_, dyn PciDevice + 'static> {
+    device.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[derive(Clone)]
+struct DecodedBar {
+    region: BarRegion,
+    device: Device,
+}
+
+/// Bus 0 with its devices and their decoded BARs.
+#[derive(Default)]
+pub struct PciRoot {
+    devices: RwLock<BTreeMap<u8, Device>>,
+    bars: RwLock<BTreeMap<u64, DecodedBar>>,
+}
+
+/// A configuration space address on this root.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct ConfigAddress {
+    bus: u8,
+    slot: u8,
+    function: u8,
+    reg: usize,
+}
+
+impl PciRoot {
+    /// An empty bus.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Puts `device` in the first free slot; returns the slot.
+    pub fn add_device(&self, device: Device) -> Result<u8, PciRootError> {
+        let mut devices = self.devices.write().unwrap_or_else(|p| p.into_inner());
+        let slot = (0..MAX_SLOTS)
+            .find(|s| !devices.contains_key(s))
+            .ok_or(PciRootError::BusFull)?;
+        devices.insert(slot, device.clone());
+        drop(devices);
+        self.refresh_bars(slot, &device);
+        Ok(slot)
+    }
+
+    fn device(&self, addr: ConfigAddress) -> Option<Device> {
+        if addr.bus != 0 || addr.function != 0 {
+            return None;
+        }
+        let devices = self.devices.read().unwrap_or_else(|p| p.into_inner());
+        devices.get(&addr.slot).cloned()
+    }
+
+    fn config_read(&self, addr: ConfigAddress) -> u32 {
+        match self.device(addr) {
+            Some(d) => lock(&d).read_config_register(addr.reg),
+            None => u32::MAX,
+        }
+    }
+
+    fn config_write(&self, addr: ConfigAddress, offset: u64, data: &[u8]) {
+        if let Some(d) = self.device(addr) {
+            lock(&d).write_config_register(addr.reg, offset, data);
+            self.refresh_bars(addr.slot, &d);
+        }
+    }
+
+    /// Re-reads `device`'s BARs, updates routing and tells it what moved.
+    fn refresh_bars(&self, _slot: u8, device: &Device) {
+        let now = lock(device).bar_regions();
+        let mut bars = self.bars.write().unwrap_or_else(|p| p.into_inner());
+        let mut moved = Vec::new();
+        bars.retain(|_, bar| {
+            if !Arc::ptr_eq(&bar.device, device) {
+                return true;
+            }
+            match now.iter().find(|r| r.index == bar.region.index) {
+                Some(r) if r.addr == bar.region.addr => true,
+                Some(r) => {
+                    moved.push((r.index, bar.region.addr, r.addr));
+                    false
+                }
+                None => false,
+            }
+        });
+        for region in now {
+            let already = bars
+                .get(&region.addr)
+                .is_some_and(|b| Arc::ptr_eq(&b.device, device) && b.region == region);
+            if !already {
+                bars.insert(
+                    region.addr,
+                    DecodedBar {
+                        region,
+                        device: device.clone(),
+                    },
+                );
+            }
+        }
+        drop(bars);
+        for (index, old, new) in moved {
+            lock(device).bar_moved(index, old, new);
+        }
+    }
+
+    fn find_bar(&self, addr: u64, len: usize) -> Option<(DecodedBar, u64)> {
+        let bars = self.bars.read().unwrap_or_else(|p| p.into_inner());
+        let (_, bar) = bars.range(..=addr).next_back()?;
+        let offset = addr - bar.region.addr;
+        (offset.checked_add(len as u64)? <= bar.region.size).then(|| (bar.clone(), offset))
+    }
+
+    /// MMIO read at guest physical `addr`; false if no BAR decodes it.
+    pub fn bar_read(&self, addr: u64, data: &mut [u8]) -> bool {
+        let Some((bar, offset)) = self.find_bar(addr, data.len()) else {
+            return false;
+        };
+        lock(&bar.device).read_bar(bar.region.index, offset, data);
+        true
+    }
+
+    /// MMIO write at guest physical `addr`; false if no BAR decodes it.
+    pub fn bar_write(&self, addr: u64, data: &[u8]) -> bool {
+        let Some((bar, offset)) = self.find_bar(addr, data.len()) else {
+            return false;
+        };
+        lock(&bar.device).write_bar(bar.region.index, offset, data);
+        true
+    }
+}
+
+/// Reads `data.len()` bytes at byte `offset` (0-3) of a config dword.
+fn extract(dword: u32, offset: u64, data: &mut [u8]) {
+    let bytes = dword.to_le_bytes();
+    let start = offset as usize;
+    match bytes.get(start..start + data.len()) {
+        Some(src) => data.copy_from_slice(src),
+        None => data.fill(0xff),
+    }
+}
+
+/// Legacy configuration mechanism #1 at I/O ports 0xCF8-0xCFF.
+pub struct PciConfigIo {
+    root: Arc<PciRoot>,
+    address: u32,
+}
+
+impl PciConfigIo {
+    /// The 0xCF8/0xCFC ports of `root`.
+    pub fn new(root: Arc<PciRoot>) -> Self {
+        Self { root, address: 0 }
+    }
+
+    fn target(&self) -> Option<ConfigAddress> {
+        (self.address & (1 << 31) != 0).then_some(ConfigAddress {
+            bus: (self.address >> 16) as u8,
+            slot: ((self.address >> 11) & 0x1f) as u8,
+            function: ((self.address >> 8) & 0x7) as u8,
+            reg: ((self.address >> 2) & 0x3f) as usize,
+        })
+    }
+}
+
+impl BusDevice for PciConfigIo {
+    fn read(&mut self, offset: u64, data: &mut [u8]) {
+        match offset {
+            0 if data.len() == 4 => data.copy_from_slice(&self.address.to_le_bytes()),
+            4..=7 => match self.target() {
+                Some(t) => extract(self.root.config_read(t), offset - 4, data),
+                None => data.fill(0xff),
+            },
+            _ => data.fill(0xff),
+        }
+    }
+
+    fn write(&mut self, offset: u64, data: &[u8]) {
+        match offset {
+            0 if data.len() == 4 => {
+                let mut b = [0u8; 4];
+                b.copy_from_slice(data);
+                self.address = u32::from_le_bytes(b);
+            }
+            4..=7 => {
+                if let Some(t) = self.target() {
+                    if offset - 4 + data.len() as u64 <= 4 {
+                        self.root.config_write(t, offset - 4, data);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// ECAM (memory-mapped configuration) for bus 0.
+pub struct PciConfigMmio {
+    root: Arc<PciRoot>,
+}
+
+impl PciConfigMmio {
+    /// The ECAM window of `root`.
+    pub fn new(root: Arc<PciRoot>) -> Self {
+        Self { root }
+    }
+
+    fn target(offset: u64, len: usize) -> Option<(ConfigAddress, u64)> {
+        let within = offset & 3;
+        (within + len as u64 <= 4).then_some((
+            ConfigAddress {
+                bus: (offset >> 20) as u8,
+                slot: ((offset >> 15) & 0x1f) as u8,
+                function: ((offset >> 12) & 0x7) as u8,
+                reg: ((offset & 0xfff) >> 2) as usize,
+            },
+            within,
+        ))
+    }
+}
+
+impl BusDevice for PciConfigMmio {
+    fn read(&mut self, offset: u64, data: &mut [u8]) {
+        match Self::target(offset, data.len()) {
+            Some((t, within)) => extract(self.root.config_read(t), within, data),
+            None => data.fill(0xff),
+        }
+    }
+
+    fn write(&mut self, offset: u64, data: &[u8]) {
+        if let Some((t, within)) = Self::target(offset, data.len()) {
+            self.root.config_write(t, within, data);
+        }
+    }
+}
+
+/// An MMIO window in which BARs are placed; accesses go to the decoding BAR.
+pub struct PciMmioWindow {
+    root: Arc<PciRoot>,
+    base: u64,
+}
+
+impl PciMmioWindow {
+    /// The window starting at `base`.
+    pub fn new(root: Arc<PciRoot>, base: u64) -> Self {
+        Self { root, base }
+    }
+}
+
+impl BusDevice for PciMmioWindow {
+    fn read(&mut self, offset: u64, data: &mut [u8]) {
+        if !self.root.bar_read(self.base + offset, data) {
+            data.fill(0xff);
+        }
+    }
+
+    fn write(&mut self, offset: u64, data: &[u8]) {
+        if !self.root.bar_write(self.base + offset, data) {
+            log::debug!("pci: write to {:#x} decoded by no BAR", self.base + offset);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pci::config::{BarKind, PciConfiguration, PciIds};
+
+    struct TestDevice {
+        config: PciConfiguration,
+        last_write: Option<(usize, u64, Vec<u8>)>,
+        moved: Vec<(usize, u64, u64)>,
+    }
+
+    impl PciDevice for TestDevice {
+        fn read_config_register(&mut self, reg: usize) -> u32 {
+            self.config.read_reg(reg)
+        }
+        fn write_config_register(&mut self, reg: usize, offset: u64, data: &[u8]) {
+            self.config.write_reg(reg, offset, data);
+        }
+        fn bar_regions(&self) -> Vec<BarRegion> {
+            self.config.bar_regions()
+        }
+        fn bar_moved(&mut self, bar: usize, old: u64, new: u64) {
+            self.moved.push((bar, old, new));
+        }
+        fn read_bar(&mut self, bar: usize, offset: u64, data: &mut [u8]) {
+            data.fill(bar as u8 + offset as u8);
+        }
+        fn write_bar(&mut self, bar: usize, offset: u64, data: &[u8]) {
+            self.last_write = Some((bar, offset, data.to_vec()));
+        }
+    }
+
+    fn device() -> Arc<Mutex<TestDevice>> {
+        let mut config = PciConfiguration::new(PciIds {
+            vendor: 0x1234,
+            device: 0x5678,
+            class: (0xff, 0, 0),
+            revision: 0,
+            subsystem_vendor: 0,
+            subsystem: 0,
+        });
+        config
+            .add_bar(0, BarKind::Mem32, 0xc000_0000, 0x1000, false)
+            .expect("bar");
+        config.write_reg(1, 0, &[2]);
+        Arc::new(Mutex::new(TestDevice {
+            config,
+            last_write: None,
+            moved: Vec::new(),
+        }))
+    }
+
+    #[test]
+    fn cf8_reads_ids_and_absent_slots_read_all_ones() {
+        let root = Arc::new(PciRoot::new());
+        assert_eq!(root.add_device(device()).expect("slot"), 0);
+        let mut io = PciConfigIo::new(root);
+        io.write(0, &0x8000_0000u32.to_le_bytes());
+        let mut d = [0u8; 4];
+        io.read(4, &mut d);
+        assert_eq!(u32::from_le_bytes(d), 0x5678_1234);
+        let mut w = [0u8; 2];
+        io.read(6, &mut w);
+        assert_eq!(u16::from_le_bytes(w), 0x5678);
+        io.write(0, &(0x8000_0000u32 | (3 << 11)).to_le_bytes());
+        io.read(4, &mut d);
+        assert_eq!(d, [0xff; 4]);
+        io.write(0, &0x0000_0000u32.to_le_bytes());
+        io.read(4, &mut d);
+        assert_eq!(d, [0xff; 4], "enable bit clear");
+    }
+
+    #[test]
+    fn ecam_reads_and_writes_config() {
+        let root = Arc::new(PciRoot::new());
+        root.add_device(device()).expect("slot");
+        let mut ecam = PciConfigMmio::new(root);
+        let mut d = [0u8; 4];
+        ecam.read(0, &mut d);
+        assert_eq!(u32::from_le_bytes(d), 0x5678_1234);
+        ecam.write(0x3c, &[9]);
+        let mut b = [0u8; 1];
+        ecam.read(0x3c, &mut b);
+        assert_eq!(b, [9]);
+        ecam.read(1 << 20, &mut d);
+        assert_eq!(d, [0xff; 4], "bus 1 is empty");
+        ecam.read(2, &mut d);
+        assert_eq!(d, [0xff; 4], "straddling access");
+    }
+
+    #[test]
+    fn bars_route_mmio_and_follow_relocation() {
+        let root = Arc::new(PciRoot::new());
+        let dev = device();
+        root.add_device(dev.clone()).expect("slot");
+        let mut window = PciMmioWindow::new(root.clone(), 0xc000_0000);
+        let mut d = [0u8; 2];
+        window.read(0x10, &mut d);
+        assert_eq!(d, [0x10, 0x10]);
+        window.write(0x20, &[1, 2, 3, 4]);
+        assert_eq!(
+            dev.lock().expect("lock").last_write,
+            Some((0, 0x20, vec![1, 2, 3, 4]))
+        );
+        window.read(0x1000, &mut d);
+        assert_eq!(d, [0xff, 0xff], "past the BAR");
+        // Move the BAR through ECAM.
+        let mut ecam = PciConfigMmio::new(root.clone());
+        ecam.write(0x10, &0xc010_0000u32.to_le_bytes());
+        assert_eq!(
+            dev.lock().expect("lock").moved,
+            vec![(0, 0xc000_0000, 0xc010_0000)]
+        );
+        window.read(0x10, &mut d);
+        assert_eq!(d, [0xff, 0xff], "old address no longer decodes");
+        window.read(0x10_0010, &mut d);
+        assert_eq!(d, [0x10, 0x10]);
+        // Memory decoding off: nothing decodes.
+        ecam.write(4, &[0]);
+        window.read(0x10_0010, &mut d);
+        assert_eq!(d, [0xff, 0xff]);
+    }
+}

@@ -1,0 +1,258 @@
+use std::sync::{Arc, Mutex};
+
+use virtio_queue::{Queue, QueueT};
+
+use super::*;
+use crate::pci::MsiMessage;
+use crate::virtio::ActivateError;
+
+#[derive(Default)]
+struct Calls {
+    acked: Option<u64>,
+    activated: Vec<(usize, u16, u64)>,
+    processed: Vec<usize>,
+    resets: usize,
+    interrupt: Option<Arc<dyn VirtioInterrupt>>,
+}
+
+struct FakeDevice {
+    calls: Arc<Mutex<Calls>>,
+}
+
+const OFFERED: u64 = VIRTIO_F_VERSION_1 | 1;
+
+impl VirtioDevice for FakeDevice {
+    fn device_type(&self) -> u32 {
+        2
+    }
+    fn queue_max_sizes(&self) -> &[u16] {
+        &[256, 64]
+    }
+    fn device_features(&self) -> u64 {
+        OFFERED
+    }
+    fn set_acked_features(&mut self, features: u64) {
+        self.calls.lock().expect("lock").acked = Some(features);
+    }
+    fn read_config(&self, offset: u64, data: &mut [u8]) {
+        data.fill(offset as u8);
+    }
+    fn write_config(&mut self, _offset: u64, _data: &[u8]) {}
+    fn activate(
+        &mut self,
+        queues: Vec<(usize, Queue)>,
+        interrupt: Arc<dyn VirtioInterrupt>,
+    ) -> Result<(), ActivateError> {
+        let mut c = self.calls.lock().expect("lock");
+        c.activated = queues
+            .iter()
+            .map(|(i, q)| (*i, q.size(), q.desc_table()))
+            .collect();
+        c.interrupt = Some(interrupt);
+        Ok(())
+    }
+    fn process_queue(&mut self, index: usize) {
+        self.calls.lock().expect("lock").processed.push(index);
+    }
+    fn reset(&mut self) {
+        self.calls.lock().expect("lock").resets += 1;
+    }
+}
+
+#[derive(Default)]
+struct Msi {
+    fired: Mutex<Vec<u16>>,
+}
+
+impl MsixInterrupts for Msi {
+    fn route(&self, _vector: u16, _msg: Option<MsiMessage>) {}
+    fn fire(&self, vector: u16) {
+        self.fired.lock().expect("lock").push(vector);
+    }
+}
+
+const BAR: u64 = 0x10_0000_0000;
+
+fn transport() -> (VirtioPciDevice, Arc<Mutex<Calls>>, Arc<Msi>) {
+    let calls = Arc::new(Mutex::new(Calls::default()));
+    let msi = Arc::new(Msi::default());
+    let dev = VirtioPciDevice::new(
+        Arc::new(Mutex::new(FakeDevice {
+            calls: calls.clone(),
+        })),
+        BAR,
+        msi.clone(),
+        NotifyMode::InVcpu,
+    )
+    .expect("transport");
+    (dev, calls, msi)
+}
+
+fn w(d: &mut VirtioPciDevice, offset: u64, value: u64, len: usize) {
+    d.write_bar(0, offset, &value.to_le_bytes()[..len]);
+}
+
+fn r(d: &mut VirtioPciDevice, offset: u64, len: usize) -> u64 {
+    let mut b = [0u8; 8];
+    d.read_bar(0, offset, &mut b[..len]);
+    u64::from_le_bytes(b)
+}
+
+fn negotiate(d: &mut VirtioPciDevice, features: u64) -> u8 {
+    w(d, 0x14, u64::from(STATUS_ACKNOWLEDGE | STATUS_DRIVER), 1);
+    w(d, 0x08, 0, 4);
+    w(d, 0x0c, features & 0xffff_ffff, 4);
+    w(d, 0x08, 1, 4);
+    w(d, 0x0c, features >> 32, 4);
+    w(
+        d,
+        0x14,
+        u64::from(STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK),
+        1,
+    );
+    r(d, 0x14, 1) as u8
+}
+
+fn setup_queue(d: &mut VirtioPciDevice, q: u64, size: u64, base: u64) {
+    w(d, 0x16, q, 2);
+    w(d, 0x18, size, 2);
+    w(d, 0x20, base, 8);
+    w(d, 0x28, base + 0x1000, 4);
+    w(d, 0x2c, 0, 4);
+    w(d, 0x30, base + 0x2000, 8);
+    w(d, 0x1a, q, 2);
+    w(d, 0x1c, 1, 2);
+}
+
+#[test]
+fn device_features_are_visible_by_halves() {
+    let (mut d, _, _) = transport();
+    w(&mut d, 0x00, 0, 4);
+    assert_eq!(r(&mut d, 0x04, 4), 1);
+    w(&mut d, 0x00, 1, 4);
+    assert_eq!(r(&mut d, 0x04, 4), 1, "VERSION_1 is bit 32");
+    assert_eq!(r(&mut d, 0x12, 2), 2, "num_queues");
+}
+
+#[test]
+fn features_not_offered_are_refused() {
+    let (mut d, calls, _) = transport();
+    let status = negotiate(&mut d, OFFERED | (1 << 5));
+    assert_eq!(status & STATUS_FEATURES_OK, 0);
+    assert_eq!(calls.lock().expect("lock").acked, None);
+    // Without VERSION_1, refused too.
+    let (mut d, _, _) = transport();
+    assert_eq!(negotiate(&mut d, 1) & STATUS_FEATURES_OK, 0);
+}
+
+#[test]
+fn driver_ok_activates_enabled_queues() {
+    let (mut d, calls, _) = transport();
+    assert_ne!(negotiate(&mut d, OFFERED) & STATUS_FEATURES_OK, 0);
+    assert_eq!(calls.lock().expect("lock").acked, Some(OFFERED));
+    setup_queue(&mut d, 0, 128, 0x10_0000);
+    w(&mut d, 0x14, 0x0f, 1);
+    assert_eq!(r(&mut d, 0x14, 1), 0x0f);
+    assert_eq!(
+        calls.lock().expect("lock").activated,
+        vec![(0, 128, 0x10_0000)]
+    );
+    // Queue configuration is frozen after DRIVER_OK.
+    w(&mut d, 0x16, 0, 2);
+    w(&mut d, 0x18, 16, 2);
+    assert_eq!(r(&mut d, 0x18, 2), 128);
+}
+
+#[test]
+fn bad_queue_size_is_refused_and_bad_address_needs_reset() {
+    let (mut d, calls, _) = transport();
+    negotiate(&mut d, OFFERED);
+    w(&mut d, 0x16, 0, 2);
+    w(&mut d, 0x18, 100, 2);
+    assert_eq!(r(&mut d, 0x18, 2), 256, "not a power of two");
+    w(&mut d, 0x18, 512, 2);
+    assert_eq!(r(&mut d, 0x18, 2), 256, "above the maximum");
+    setup_queue(&mut d, 0, 64, 0x10_0003); // descriptor table misaligned
+    w(&mut d, 0x14, 0x0f, 1);
+    assert_ne!(r(&mut d, 0x14, 1) as u8 & STATUS_NEEDS_RESET, 0);
+    assert!(calls.lock().expect("lock").activated.is_empty());
+}
+
+#[test]
+fn notify_processes_the_queue_only_when_active() {
+    let (mut d, calls, _) = transport();
+    w(&mut d, NOTIFY_OFFSET, 0, 2);
+    assert!(calls.lock().expect("lock").processed.is_empty());
+    negotiate(&mut d, OFFERED);
+    setup_queue(&mut d, 1, 64, 0x20_0000);
+    w(&mut d, 0x14, 0x0f, 1);
+    w(&mut d, NOTIFY_OFFSET + u64::from(NOTIFY_MULTIPLIER), 1, 2);
+    w(&mut d, NOTIFY_OFFSET + 40, 10, 2);
+    assert_eq!(calls.lock().expect("lock").processed, vec![1]);
+}
+
+#[test]
+fn interrupts_go_to_the_queue_vector_and_isr_clears_on_read() {
+    let (mut d, calls, msi) = transport();
+    // Enable MSI-X and unmask vector 1.
+    let cap = d.msix_cap_reg();
+    d.write_config_register(cap, 2, &0x8000u16.to_le_bytes());
+    w(&mut d, MSIX_TABLE_OFFSET + 16, 0xfee0_0000, 4);
+    w(&mut d, MSIX_TABLE_OFFSET + 16 + 12, 0, 4);
+    negotiate(&mut d, OFFERED);
+    setup_queue(&mut d, 1, 64, 0x20_0000);
+    w(&mut d, 0x14, 0x0f, 1);
+    let interrupt = calls
+        .lock()
+        .expect("lock")
+        .interrupt
+        .clone()
+        .expect("activated");
+    interrupt.notify_queue(1);
+    assert_eq!(*msi.fired.lock().expect("lock"), vec![1]);
+    assert_eq!(r(&mut d, ISR_OFFSET, 1), 1);
+    assert_eq!(r(&mut d, ISR_OFFSET, 1), 0);
+    assert_eq!(d.read_config_register(cap) >> 16, 0x8000 | 2);
+}
+
+#[test]
+fn out_of_range_vectors_read_back_as_no_vector() {
+    let (mut d, _, _) = transport();
+    w(&mut d, 0x10, 7, 2);
+    assert_eq!(r(&mut d, 0x10, 2), u64::from(NO_VECTOR));
+    w(&mut d, 0x10, 2, 2);
+    assert_eq!(r(&mut d, 0x10, 2), 2);
+}
+
+#[test]
+fn writing_zero_resets() {
+    let (mut d, calls, _) = transport();
+    negotiate(&mut d, OFFERED);
+    setup_queue(&mut d, 0, 64, 0x10_0000);
+    w(&mut d, 0x14, 0x0f, 1);
+    w(&mut d, 0x14, 0, 1);
+    assert_eq!(r(&mut d, 0x14, 1), 0);
+    assert_eq!(calls.lock().expect("lock").resets, 1);
+    w(&mut d, 0x16, 0, 2);
+    assert_eq!(r(&mut d, 0x1c, 2), 0, "queue disabled after reset");
+}
+
+#[test]
+fn capabilities_describe_bar0() {
+    let (mut d, _, _) = transport();
+    let mut cap = (d.read_config_register(0xd) & 0xff) as usize;
+    let mut types = Vec::new();
+    while cap != 0 {
+        let head = d.read_config_register(cap / 4);
+        if head & 0xff == u32::from(CAP_VENDOR) {
+            types.push(((head >> 24) & 0xff) as u8);
+            assert_eq!(
+                (d.read_config_register(cap / 4 + 1) & 0xff) as usize,
+                BAR_INDEX
+            );
+        }
+        cap = ((head >> 8) & 0xff) as usize;
+    }
+    assert_eq!(types, vec![CFG_COMMON, CFG_NOTIFY, CFG_ISR, CFG_DEVICE]);
+    assert_eq!(d.read_config_register(0), 0x1042_1af4);
+}
