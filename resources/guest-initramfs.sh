@@ -18,6 +18,8 @@ config="$kroot/boot/config-$ver"
 # config symbol that says so. A built-in (=y) driver needs nothing.
 wanted_modules=(
     "CONFIG_PVPANIC_MMIO pvpanic-mmio"
+    "CONFIG_VIRTIO_IOMMU virtio_iommu"
+    "CONFIG_VIRTIO_BLK virtio_blk"
 )
 
 log "building the L2 initramfs $out"

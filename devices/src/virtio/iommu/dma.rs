@@ -83,3 +83,14 @@ pub trait DmaBackend: Send {
         let _ = (endpoint, domain);
     }
 }
+
+/// Reborrows an optional back-end for a shorter call (a plain
+/// `as_deref_mut` cannot shorten the trait object's lifetime).
+pub fn reborrow<'a>(
+    backend: &'a mut Option<&mut dyn DmaBackend>,
+) -> Option<&'a mut dyn DmaBackend> {
+    match backend {
+        Some(b) => Some(&mut **b),
+        None => None,
+    }
+}

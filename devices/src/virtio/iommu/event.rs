@@ -111,7 +111,7 @@ impl FaultQueue {
                 let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
                 // Log the first loss and then every 1024th, so a device
                 // faulting in a loop cannot flood the log.
-                if n == 1 || n % 1024 == 0 {
+                if n == 1 || n & 1023 == 0 {
                     log::warn!(
                         "virtio-iommu: fault backlog full ({} entries), dropped {fault:?} ({n} dropped so far)",
                         self.capacity

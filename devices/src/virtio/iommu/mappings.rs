@@ -277,7 +277,7 @@ mod tests {
         Mapping {
             start,
             end,
-            phys: start + 0x1000_0000,
+            phys: start.wrapping_add(0x1000_0000),
             flags: VIRTIO_IOMMU_MAP_F_READ,
         }
     }
@@ -434,14 +434,20 @@ mod tests {
         let s = store(&[(0x1000, 0x1fff), (0x3000, 0x4fff)]);
         assert_eq!(s.lookup(0xfff), None);
         assert_eq!(s.lookup(0x1000).map(|m| m.start), Some(0x1000));
-        assert_eq!(s.lookup(0x1fff).map(|m| m.translate(0x1fff)), Some(0x1000_1fff));
+        assert_eq!(
+            s.lookup(0x1fff).map(|m| m.translate(0x1fff)),
+            Some(0x1000_1fff)
+        );
         assert_eq!(s.lookup(0x2000), None);
         assert_eq!(s.lookup(0x4fff).map(|m| m.start), Some(0x3000));
         let got: Vec<u64> = s.overlapping(0x1800, 0x3000).map(|m| m.start).collect();
         assert_eq!(got, vec![0x1000, 0x3000]);
         let got: Vec<u64> = s.overlapping(0x2000, 0x2fff).map(|m| m.start).collect();
         assert!(got.is_empty());
-        assert_eq!(s.first_overlap(0x2000, 0x3000).map(|m| m.start), Some(0x3000));
+        assert_eq!(
+            s.first_overlap(0x2000, 0x3000).map(|m| m.start),
+            Some(0x3000)
+        );
         assert_eq!(s.first_overlap(0x5000, u64::MAX), None);
     }
 }

@@ -14,7 +14,7 @@ use std::sync::{PoisonError, RwLock};
 use virtio_queue::{DescriptorChain, Reader, Writer};
 use vm_memory::{ByteValued, GuestMemoryMmap};
 
-use super::dma::DmaBackend;
+use super::dma::{reborrow, DmaBackend};
 use super::domains::{DomainError, IommuState};
 use super::mappings::Mapping;
 use super::probe::encode_properties;
@@ -93,7 +93,7 @@ pub fn handle_attach(ctx: &mut RequestContext<'_>, req: &ReqAttach) -> Status {
         req.endpoint.to_native(),
         req.domain.to_native(),
         flags & VIRTIO_IOMMU_ATTACH_F_BYPASS != 0,
-        ctx.backend.as_deref_mut(),
+        reborrow(&mut ctx.backend),
     );
     status_of("ATTACH", r)
 }
@@ -103,7 +103,7 @@ pub fn handle_detach(ctx: &mut RequestContext<'_>, req: &ReqDetach) -> Status {
     let r = ctx.state.detach(
         req.endpoint.to_native(),
         req.domain.to_native(),
-        ctx.backend.as_deref_mut(),
+        reborrow(&mut ctx.backend),
     );
     status_of("DETACH", r)
 }
@@ -128,7 +128,7 @@ pub fn handle_map(ctx: &mut RequestContext<'_>, req: &ReqMap) -> Status {
     };
     let r = ctx
         .state
-        .map(req.domain.to_native(), mapping, ctx.backend.as_deref_mut());
+        .map(req.domain.to_native(), mapping, reborrow(&mut ctx.backend));
     status_of("MAP", r)
 }
 
@@ -145,7 +145,7 @@ pub fn handle_unmap(ctx: &mut RequestContext<'_>, req: &ReqUnmap) -> Status {
         req.domain.to_native(),
         req.virt_start.to_native(),
         req.virt_end.to_native(),
-        ctx.backend.as_deref_mut(),
+        reborrow(&mut ctx.backend),
     );
     status_of("UNMAP", r)
 }
@@ -300,7 +300,7 @@ impl<'a> Chain<'a> {
 /// without locks, runs it with `state` locked for writing, writes the reply.
 pub fn process_chain(
     state: &RwLock<IommuState>,
-    backend: Option<&mut dyn DmaBackend>,
+    mut backend: Option<&mut dyn DmaBackend>,
     acked_features: u64,
     probe_size: usize,
     mem: &GuestMemoryMmap,
@@ -316,7 +316,7 @@ pub fn process_chain(
             let mut state = state.write().unwrap_or_else(PoisonError::into_inner);
             let mut ctx = RequestContext {
                 state: &mut state,
-                backend,
+                backend: reborrow(&mut backend),
                 acked_features,
                 probe_size,
             };

@@ -1,0 +1,1 @@
+//! Queue-level tests of the virtio-iommu device.
