@@ -38,7 +38,7 @@ log "building the L1 initramfs $out/initrd.img"
 mkdir -p "$root"/{proc,sys,dev,tmp,run,etc,root,l2,scenarios}
 install_busybox "$root"
 install -m 0755 "$here/init" "$root/init"
-cp "$here"/scenarios/*.sh "$root/scenarios/"
+cp "$here"/scenarios/*.sh "$here"/scenarios/*.inc "$root/scenarios/"
 copy_modules "$kroot" "$ver" "$root" kvm-amd
 copy_binary "$minivmm" "$root" /usr/bin/minivmm
 cp "$kroot/boot/vmlinuz-$ver" "$root/l2/vmlinuz"

@@ -12,6 +12,9 @@ use devices::legacy::{AcpiPowerManagement, PvPanic, SerialConsole, I8042};
 use devices::pci::host_bridge::HostBridge;
 use devices::pci::{PciConfigIo, PciConfigMmio, PciMmioWindow, PciRoot};
 use devices::virtio::block::{Block, BlockConfig, DiskError};
+use devices::virtio::iommu::{
+    EndpointConfig, IommuConfig, ReservedKind, ReservedRegion, VirtioIommu, EVENT_QUEUE,
+};
 use devices::virtio::pci::{
     IoEventRegistry, NotifyMode, VirtioPciDevice, VirtioPciError, BAR_SIZE,
 };
@@ -20,6 +23,7 @@ use devices::{Bus, BusDevice, BusError, GuestEvents};
 use firmware_tables::acpi::{IommuTopology, PciHostBridge, PowerManagement, SerialPort};
 use kvm_ioctls::{IoEventAddress, NoDatamatch, VmFd};
 use vm_allocator::{AddressAllocator, AllocPolicy};
+use vm_memory::IommuMemory;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use crate::config::VmConfig;
@@ -52,6 +56,25 @@ pub enum DeviceError {
     /// PCI bus full.
     #[error("cannot place a PCI device")]
     PciSlot(#[from] devices::pci::root::PciRootError),
+    /// The virtio-iommu could not be built.
+    #[error("cannot create the virtio-iommu")]
+    Iommu(#[source] devices::virtio::iommu::Error),
+    /// A device did not land in the slot the firmware tables describe.
+    #[error("PCI device landed at {got:#06x}, expected {want:#06x}")]
+    SlotMismatch {
+        /// BDF planned.
+        want: u16,
+        /// BDF given.
+        got: u16,
+    },
+}
+
+/// The x86 MSI doorbell window: never a DMA target, reported to the guest.
+pub const MSI_WINDOW: (u64, u64) = (0xfee0_0000, 0xfeef_ffff);
+
+/// BDF of a device in `slot` of bus 0.
+fn bdf(slot: usize) -> u16 {
+    (slot as u16) << 3
 }
 
 /// The serial console type the VMM uses: guest output to stdout.
@@ -145,12 +168,14 @@ struct PciBuilder {
 }
 
 impl PciBuilder {
-    /// Adds `device` on virtio-pci; returns its BDF.
+    /// Adds `device` on virtio-pci at `want` (the BDF the firmware tables
+    /// already promised).
     fn add_virtio(
         &mut self,
         device: Arc<Mutex<dyn VirtioDevice>>,
         in_vcpu: bool,
-    ) -> Result<u16, DeviceError> {
+        want: u16,
+    ) -> Result<(), DeviceError> {
         let bar = self
             .bars
             .allocate(BAR_SIZE, BAR_SIZE, AllocPolicy::FirstMatch)
@@ -174,8 +199,14 @@ impl PciBuilder {
                 queue,
             });
         }
-        let slot = self.root.add_device(Arc::new(Mutex::new(transport)))?;
-        Ok(u16::from(slot) << 3)
+        let got = bdf(self
+            .root
+            .add_device(Arc::new(Mutex::new(transport)))?
+            .into());
+        if got != want {
+            return Err(DeviceError::SlotMismatch { want, got });
+        }
+        Ok(())
     }
 }
 
@@ -225,16 +256,74 @@ pub fn create(
         queue_events: Vec::new(),
     };
 
-    for disk in &config.disks {
+    // Slots: 0 host bridge, then the virtio-iommu (if any), then the disks
+    // in command-line order. Endpoint IDs are BDFs.
+    let first_disk_slot = if config.needs_iommu() { 2 } else { 1 };
+    let disk_bdf = |i: usize| bdf(first_disk_slot + i);
+    let endpoints: Vec<u16> = (0..config.disks.len())
+        .filter(|i| config.disks[*i].iommu)
+        .map(disk_bdf)
+        .collect();
+    let mut iommu = None;
+    if config.needs_iommu() {
+        let device = VirtioIommu::new(
+            IommuConfig {
+                endpoints: endpoints
+                    .iter()
+                    .map(|bdf| EndpointConfig {
+                        id: u32::from(*bdf),
+                        reserved: vec![ReservedRegion {
+                            start: MSI_WINDOW.0,
+                            end: MSI_WINDOW.1,
+                            kind: ReservedKind::Msi,
+                        }],
+                    })
+                    .collect(),
+                ..IommuConfig::default()
+            },
+            memory.clone(),
+            None,
+        )
+        .map_err(DeviceError::Iommu)?;
+        let faults = device
+            .fault_eventfd()
+            .try_clone()
+            .map_err(DeviceError::EventFd)?;
+        let translators = endpoints
+            .iter()
+            .map(|bdf| device.translator(u32::from(*bdf)))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(DeviceError::Iommu)?;
+        let device: Arc<Mutex<dyn VirtioDevice>> = Arc::new(Mutex::new(device));
+        pci.add_virtio(device.clone(), true, bdf(1))?;
+        pci.queue_events.push(QueueEvent {
+            fd: faults,
+            device,
+            queue: EVENT_QUEUE,
+        });
+        iommu = Some(translators.into_iter());
+    }
+
+    for (i, disk) in config.disks.iter().enumerate() {
         let block_config = BlockConfig {
             path: disk.path.clone(),
             read_only: disk.read_only,
-            iommu: false,
+            iommu: disk.iommu,
             id: None,
         };
-        let block: Arc<Mutex<dyn VirtioDevice>> =
-            Arc::new(Mutex::new(Block::new(memory.clone(), block_config)?));
-        pci.add_virtio(block, false)?;
+        let translator = if disk.iommu {
+            iommu.as_mut().and_then(Iterator::next)
+        } else {
+            None
+        };
+        let block: Arc<Mutex<dyn VirtioDevice>> = match translator {
+            Some(t) => {
+                let translated = IommuMemory::new(memory.clone(), t, true, ());
+                Arc::new(Mutex::new(Block::new(translated, block_config)?))
+            }
+            None => Arc::new(Mutex::new(Block::new(memory.clone(), block_config)?)),
+        };
+        pci.add_virtio(block, false, disk_bdf(i))?;
     }
 
     Ok(Devices {
@@ -249,6 +338,9 @@ pub fn create(
             mmio32,
             mmio64,
         },
-        iommu: None,
+        iommu: config.needs_iommu().then(|| IommuTopology {
+            iommu_bdf: bdf(1),
+            endpoints,
+        }),
     })
 }

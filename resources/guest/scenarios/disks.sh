@@ -1,8 +1,8 @@
 # L2 scenario disks: every virtio disk takes a write of random data (8 MiB
 # at 1 MiB, O_DIRECT), reads it back and compares. For each disk it prints
-#   MINIVMM-DISK serial=S dev=vdX sha256=H group=G|none msi=yes|no
+#   MINIVMM-DISK serial=S dev=vdX sha256=H group=G|none msi=yes|no domain=T
 # (G: its IOMMU group; msi: whether that group's reserved regions list the
-# x86 MSI window). Disks whose serial (image file name) contains "iommu"
+# x86 MSI window; T: the group's domain type, DMA (strict) or DMA-FQ (lazy)). Disks whose serial (image file name) contains "iommu"
 # must be in an IOMMU group with the MSI window; the others must not.
 # minivmm.disks=N is the expected number of disks. The kernel log must not
 # mention an IOMMU fault.
@@ -33,12 +33,14 @@ for sysdir in /sys/block/vd*; do
     [ "$got" = "$want" ] || fail "$dev: read back $got, wrote $want"
     group=none
     msi=no
+    domain=none
     if [ -e "$sysdir/device/../iommu_group" ] || [ -e "$sysdir/device/iommu_group" ]; then
         link="$(readlink -f "$sysdir/device/../iommu_group" 2>/dev/null || readlink -f "$sysdir/device/iommu_group")"
         group="${link##*/}"
         grep -q "^0x00000000fee00000 0x00000000feefffff msi" "$link/reserved_regions" && msi=yes
+        domain="$(cat "$link/type" 2>/dev/null || echo unknown)"
     fi
-    echo "MINIVMM-DISK serial=$serial dev=$dev sha256=$got group=$group msi=$msi"
+    echo "MINIVMM-DISK serial=$serial dev=$dev sha256=$got group=$group msi=$msi domain=$domain"
     case "$serial" in
         *iommu*) [ "$group" != none ] && [ "$msi" = yes ] || fail "$serial: not behind the IOMMU (group=$group msi=$msi)" ;;
         *) [ "$group" = none ] || fail "$serial: unexpectedly in IOMMU group $group" ;;

@@ -322,7 +322,9 @@ impl VirtioIommu {
                 let head = chain.head_index();
                 let len = process_chain(
                     &self.shared.state,
-                    self.backend.as_mut().map(|b| &mut **b as &mut dyn DmaBackend),
+                    self.backend
+                        .as_mut()
+                        .map(|b| &mut **b as &mut dyn DmaBackend),
                     acked,
                     probe_size,
                     mem,
@@ -479,7 +481,10 @@ impl VirtioDevice for VirtioIommu {
     }
 
     fn reset(&mut self) {
-        let backend = self.backend.as_mut().map(|b| &mut **b as &mut dyn DmaBackend);
+        let backend = self
+            .backend
+            .as_mut()
+            .map(|b| &mut **b as &mut dyn DmaBackend);
         self.shared
             .state
             .write()

@@ -1,0 +1,232 @@
+//! virtio-iommu MAP+UNMAP cost against the number of mappings already in
+//! the domain (1, 1k, 100k, 1M): once at the request-handler level
+//! (`handle_map`/`handle_unmap` on a parsed request) and once through the
+//! whole request queue (chain parsing, state lock, handler, tail, used ring,
+//! event suppression). Each iteration maps and unmaps one 4 KiB page in a
+//! hole in the middle of the existing mappings.
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion};
+use devices::virtio::iommu::domains::{IommuState, Limits};
+use devices::virtio::iommu::mappings::Mapping;
+use devices::virtio::iommu::protocol::{
+    ReqMap, ReqUnmap, Status, VIRTIO_IOMMU_MAP_F_READ, VIRTIO_IOMMU_MAP_F_WRITE,
+    VIRTIO_IOMMU_T_ATTACH, VIRTIO_IOMMU_T_MAP, VIRTIO_IOMMU_T_UNMAP,
+};
+use devices::virtio::iommu::request::{handle_map, handle_unmap, RequestContext};
+use devices::virtio::iommu::{EndpointConfig, IommuConfig, VirtioIommu};
+use devices::virtio::{VirtioDevice, VirtioInterrupt};
+use virtio_queue::desc::split::Descriptor;
+use virtio_queue::desc::RawDescriptor;
+use virtio_queue::mock::MockSplitQueue;
+use virtio_queue::Queue;
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+
+const SIZES: [u64; 4] = [1, 1_000, 100_000, 1_000_000];
+const PAGE: u64 = 0x1000;
+const FLAGS: u32 = VIRTIO_IOMMU_MAP_F_READ | VIRTIO_IOMMU_MAP_F_WRITE;
+const DOMAIN: u32 = 1;
+const ENDPOINT: u32 = 8;
+
+/// Existing mapping `i` covers the page at `2 * i`; pages in between stay
+/// free.
+fn existing(i: u64) -> u64 {
+    2 * i * PAGE
+}
+
+/// A free page in the middle of the existing mappings.
+fn probe_page(n: u64) -> u64 {
+    existing(n / 2) + PAGE
+}
+
+fn state_with(n: u64) -> IommuState {
+    let limits = Limits {
+        granule: PAGE,
+        input_start: 0,
+        input_end: u64::MAX,
+        domain_start: 0,
+        domain_end: u32::MAX,
+        max_mappings: 2 << 20,
+    };
+    let mut state = IommuState::new([(ENDPOINT, Vec::new())], limits, true);
+    state.attach(ENDPOINT, DOMAIN, false, None).expect("attach");
+    for i in 0..n {
+        let m = Mapping {
+            start: existing(i),
+            end: existing(i) + PAGE - 1,
+            phys: existing(i),
+            flags: FLAGS,
+        };
+        state.map(DOMAIN, m, None).expect("populate");
+    }
+    state
+}
+
+fn bench_request_level(c: &mut Criterion) {
+    let features = VirtioIommu::new(IommuConfig::default(), guest_memory(), None)
+        .expect("device")
+        .device_features();
+    let mut group = c.benchmark_group("iommu_map_unmap/request");
+    for n in SIZES {
+        let mut state = state_with(n);
+        let iova = probe_page(n);
+        let map = ReqMap {
+            domain: DOMAIN.into(),
+            virt_start: iova.into(),
+            virt_end: (iova + PAGE - 1).into(),
+            phys_start: iova.into(),
+            flags: FLAGS.into(),
+        };
+        let unmap = ReqUnmap {
+            domain: DOMAIN.into(),
+            virt_start: iova.into(),
+            virt_end: (iova + PAGE - 1).into(),
+            reserved: [0; 4],
+        };
+        let mut ctx = RequestContext {
+            state: &mut state,
+            backend: None,
+            acked_features: features,
+            probe_size: 512,
+        };
+        group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
+            b.iter(|| {
+                let m = handle_map(&mut ctx, black_box(&map));
+                let u = handle_unmap(&mut ctx, black_box(&unmap));
+                (m, u)
+            })
+        });
+        assert_eq!(handle_map(&mut ctx, &map), Status::Ok);
+        assert_eq!(handle_unmap(&mut ctx, &unmap), Status::Ok);
+        let len = ctx
+            .state
+            .domain(DOMAIN)
+            .and_then(|d| d.mappings())
+            .map(|m| m.len() as u64);
+        assert_eq!(len, Some(n));
+    }
+    group.finish();
+}
+
+struct NoInterrupt;
+
+impl VirtioInterrupt for NoInterrupt {
+    fn notify_queue(&self, _: u16) {}
+    fn notify_config(&self) {}
+}
+
+const QLEN: u16 = 256;
+const REQ_BUFS: u64 = 0x10_0000;
+const SLOT: u64 = 64;
+
+fn guest_memory() -> GuestMemoryMmap {
+    GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x100_0000)]).expect("guest memory")
+}
+
+fn map_req(iova: u64) -> Vec<u8> {
+    let mut v = vec![VIRTIO_IOMMU_T_MAP, 0, 0, 0];
+    v.extend(DOMAIN.to_le_bytes());
+    v.extend(iova.to_le_bytes());
+    v.extend((iova + PAGE - 1).to_le_bytes());
+    v.extend(iova.to_le_bytes());
+    v.extend(FLAGS.to_le_bytes());
+    v
+}
+
+fn unmap_req(iova: u64) -> Vec<u8> {
+    let mut v = vec![VIRTIO_IOMMU_T_UNMAP, 0, 0, 0];
+    v.extend(DOMAIN.to_le_bytes());
+    v.extend(iova.to_le_bytes());
+    v.extend((iova + PAGE - 1).to_le_bytes());
+    v.extend([0; 4]);
+    v
+}
+
+fn attach_req() -> Vec<u8> {
+    let mut v = vec![VIRTIO_IOMMU_T_ATTACH, 0, 0, 0];
+    v.extend(DOMAIN.to_le_bytes());
+    v.extend(ENDPOINT.to_le_bytes());
+    v.extend([0; 8]);
+    v
+}
+
+/// Queues `reqs` as two-descriptor chains (request, 4-byte tail) in
+/// descriptor slots from 0; at most `QLEN / 2` of them.
+fn enqueue(mem: &GuestMemoryMmap, q: &MockSplitQueue<'_, GuestMemoryMmap>, reqs: &[Vec<u8>]) {
+    for (i, req) in reqs.iter().enumerate() {
+        let buf = REQ_BUFS + i as u64 * SLOT;
+        mem.write_slice(req, GuestAddress(buf)).expect("request");
+        let d = (2 * i) as u16;
+        let head = Descriptor::new(buf, req.len() as u32, 1, d + 1);
+        let tail = Descriptor::new(buf + SLOT - 4, 4, 2, 0);
+        q.desc_table()
+            .store(d, RawDescriptor::from(head))
+            .expect("desc");
+        q.desc_table()
+            .store(d + 1, RawDescriptor::from(tail))
+            .expect("desc");
+        let idx = q.avail().idx().load();
+        q.avail()
+            .ring()
+            .ref_at(usize::from(idx % QLEN))
+            .expect("avail")
+            .store(d);
+        q.avail().idx().store(idx.wrapping_add(1));
+    }
+}
+
+fn tail_status(mem: &GuestMemoryMmap, i: u64) -> u8 {
+    mem.read_obj(GuestAddress(REQ_BUFS + i * SLOT + SLOT - 4))
+        .expect("tail")
+}
+
+fn bench_queue_level(c: &mut Criterion) {
+    let mut group = c.benchmark_group("iommu_map_unmap/queue");
+    for n in SIZES {
+        let mem = guest_memory();
+        let q = MockSplitQueue::create(&mem, GuestAddress(0), QLEN);
+        let config = IommuConfig {
+            endpoints: vec![EndpointConfig {
+                id: ENDPOINT,
+                reserved: Vec::new(),
+            }],
+            ..Default::default()
+        };
+        let mut dev = VirtioIommu::new(config, mem.clone(), None).expect("device");
+        dev.set_acked_features(dev.device_features());
+        let queue = q.create_queue::<Queue>().expect("queue");
+        dev.activate(vec![(0, queue)], Arc::new(NoInterrupt))
+            .expect("activate");
+        enqueue(&mem, &q, &[attach_req()]);
+        dev.process_queue(0);
+        assert_eq!(tail_status(&mem, 0), Status::Ok as u8);
+        let batch = u64::from(QLEN / 2);
+        let mut i = 0;
+        while i < n {
+            let reqs: Vec<Vec<u8>> = (i..n.min(i + batch))
+                .map(|k| map_req(existing(k)))
+                .collect();
+            enqueue(&mem, &q, &reqs);
+            dev.process_queue(0);
+            assert_eq!(tail_status(&mem, reqs.len() as u64 - 1), Status::Ok as u8);
+            i += batch;
+        }
+        let iova = probe_page(n);
+        let reqs = [map_req(iova), unmap_req(iova)];
+        group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
+            b.iter_batched(
+                || enqueue(&mem, &q, &reqs),
+                |()| dev.process_queue(0),
+                BatchSize::PerIteration,
+            )
+        });
+        assert_eq!(tail_status(&mem, 0), Status::Ok as u8);
+        assert_eq!(tail_status(&mem, 1), Status::Ok as u8);
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_request_level, bench_queue_level);
+criterion_main!(benches);
