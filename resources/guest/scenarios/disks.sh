@@ -2,7 +2,8 @@
 # at 1 MiB, O_DIRECT), reads it back and compares. For each disk it prints
 #   MINIVMM-DISK serial=S dev=vdX sha256=H group=G|none msi=yes|no domain=T
 # (G: its IOMMU group; msi: whether that group's reserved regions list the
-# x86 MSI window; T: the group's domain type, DMA (strict) or DMA-FQ (lazy)). Disks whose serial (image file name) contains "iommu"
+# x86 MSI window; T: the group's domain type, DMA when strict, DMA-FQ when
+# lazy). Disks whose serial (image file name) contains "iommu"
 # must be in an IOMMU group with the MSI window; the others must not.
 # minivmm.disks=N is the expected number of disks. The kernel log must not
 # mention an IOMMU fault.
