@@ -107,7 +107,7 @@ pub struct IommuConfig {
     pub input_range: RangeInclusive<u64>,
     /// Valid domain IDs.
     pub domain_range: RangeInclusive<u32>,
-    /// Mappings one domain may hold before MAP fails with NOMEM.
+    /// Mappings one domain may hold before MAP fails with DEVERR.
     pub max_mappings_per_domain: usize,
     /// Minimum `probe_size`; grown to fit the largest endpoint's
     /// properties.

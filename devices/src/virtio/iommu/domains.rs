@@ -160,7 +160,10 @@ impl DomainError {
             | Self::OutsideInputRange { .. }
             | Self::PhysRange { .. } => Status::Range,
             Self::IncompatibleEndpoint { .. } => Status::Unsupp,
-            Self::Map(MapError::LimitReached(_)) => Status::NoMem,
+            // The per-domain cap is device policy, not memory exhaustion:
+            // DEVERR, as the spec review settled (seed 004). NOMEM is kept
+            // for a host that runs out of DMA mapping resources.
+            Self::Map(MapError::LimitReached(_)) => Status::DevErr,
             Self::Map(MapError::Overlap { .. } | MapError::BadRange { .. }) => Status::Inval,
             Self::Unmap(UnmapError::WouldSplit { .. }) => Status::Range,
             Self::Unmap(UnmapError::BadRange { .. }) => Status::Inval,
@@ -754,7 +757,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn map_limit_gives_nomem() {
+    fn map_limit_gives_deverr() {
         let mut s = state();
         s.attach(1, 1, false, None).expect("attach");
         for i in 0..16 {
@@ -763,7 +766,7 @@ pub(crate) mod tests {
         }
         assert_eq!(
             status(s.map(1, rw(0x10_0000, 0x10_0fff, 0), None)),
-            Status::NoMem
+            Status::DevErr
         );
     }
 

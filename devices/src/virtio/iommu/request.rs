@@ -5,8 +5,9 @@
 //! Malformed chains never panic. Where the device-writable part can hold a
 //! tail the guest gets a status (`IOERR` for a device-readable part too
 //! short for its type, `INVAL` for a PROBE buffer smaller than
-//! `probe_size`); otherwise, and for an unknown or missing request type,
-//! the chain is returned with used length 0 as the specification asks.
+//! `probe_size`, `UNSUPP` in the last four writable bytes for an unknown
+//! request type); otherwise, and for a chain without a head, the chain is
+//! returned with used length 0.
 
 use std::io::Write;
 use std::sync::{PoisonError, RwLock};
@@ -182,6 +183,8 @@ pub struct Chain<'a> {
     writer: Writer<'a>,
     probe_size: usize,
     is_probe: bool,
+    /// Unknown request type: the tail goes in the last writable bytes.
+    tail_at_end: bool,
 }
 
 /// What parsing a chain decided.
@@ -210,6 +213,7 @@ impl<'a> Chain<'a> {
                 writer,
                 probe_size,
                 is_probe: false,
+                tail_at_end: false,
             }),
             (Err(e), _) | (_, Err(e)) => {
                 log::warn!("virtio-iommu: dropping request with bad descriptors: {e}");
@@ -243,13 +247,16 @@ impl<'a> Chain<'a> {
                 | VIRTIO_IOMMU_T_UNMAP
                 | VIRTIO_IOMMU_T_PROBE
         );
-        if !known {
-            log::debug!("virtio-iommu: unknown request type {}", head.type_);
-            return Parsed::Drop;
-        }
         if self.writer.available_bytes() < tail_len {
             log::warn!("virtio-iommu: dropping request with no room for its tail");
             return Parsed::Drop;
+        }
+        if !known {
+            // The device cannot know this request's layout: the tail is the
+            // last bytes of the device-writable part.
+            log::debug!("virtio-iommu: unknown request type {}", head.type_);
+            self.tail_at_end = true;
+            return Parsed::Reply(Reply::Status(Status::Unsupp));
         }
         match head.type_ {
             VIRTIO_IOMMU_T_ATTACH => self.read_body(Request::Attach),
@@ -281,6 +288,8 @@ impl<'a> Chain<'a> {
         };
         let props_len = if self.is_probe {
             self.probe_size.min(available.saturating_sub(tail_len))
+        } else if self.tail_at_end {
+            available.saturating_sub(tail_len)
         } else {
             0
         };

@@ -460,7 +460,7 @@ fn unmap_examples_from_the_specification() {
 }
 
 #[test]
-fn unknown_or_headless_requests_are_returned_unwritten() {
+fn unknown_requests_get_unsupp_and_headless_ones_are_returned_unwritten() {
     let mem = guest_memory();
     let mut h = Harness::new(&mem, config(), all_features());
     let mut bogus = attach(1, 8, 0);
@@ -468,11 +468,17 @@ fn unknown_or_headless_requests_are_returned_unwritten() {
     let w1 = h.submit(&bogus, 4);
     let w2 = h.submit(&[VIRTIO_IOMMU_T_ATTACH, 0], 4);
     let w3 = h.submit(&[], 4);
+    let mut bogus_wide = attach(1, 8, 0);
+    bogus_wide[0] = 0x7f;
+    let w4 = h.submit(&bogus_wide, 12);
     h.dev.process_queue(REQUEST_QUEUE);
-    assert_eq!(h.used(), vec![(0, 0), (2, 0), (4, 0)]);
-    for w in [w1, w2, w3] {
+    assert_eq!(h.used(), vec![(0, 4), (2, 0), (4, 0), (5, 12)]);
+    assert_eq!(h.bytes(w1, 4), vec![2, 0, 0, 0], "UNSUPP");
+    for w in [w2, w3] {
         assert_eq!(h.bytes(w, 4), vec![0xaa; 4], "buffer untouched");
     }
+    let wide = h.bytes(w4, 12);
+    assert_eq!(&wide[8..], &[2, 0, 0, 0], "UNSUPP in the last four bytes");
 }
 
 #[test]
