@@ -110,6 +110,89 @@ fn bench_request_level(c: &mut Criterion) {
     group.finish();
 }
 
+/// Requests timed per batch: the domain never holds more than `n + BATCH`
+/// mappings, and the clock is read once per batch.
+const BATCH: u64 = 64;
+
+fn page_requests(first: u64, count: u64) -> Vec<(ReqMap, ReqUnmap)> {
+    (0..count)
+        .map(|k| {
+            let iova = first + 2 * k * PAGE;
+            (
+                ReqMap {
+                    domain: DOMAIN.into(),
+                    virt_start: iova.into(),
+                    virt_end: (iova + PAGE - 1).into(),
+                    phys_start: iova.into(),
+                    flags: FLAGS.into(),
+                },
+                ReqUnmap {
+                    domain: DOMAIN.into(),
+                    virt_start: iova.into(),
+                    virt_end: (iova + PAGE - 1).into(),
+                    reserved: [0; 4],
+                },
+            )
+        })
+        .collect()
+}
+
+/// MAP alone and UNMAP alone, each timed over batches of distinct pages
+/// (the other half of each pair runs untimed).
+fn bench_map_and_unmap_separately(c: &mut Criterion) {
+    let features = VirtioIommu::new(IommuConfig::default(), guest_memory(), None)
+        .expect("device")
+        .device_features();
+    for op in ["map", "unmap"] {
+        let mut group = c.benchmark_group(format!("iommu_{op}/request"));
+        for n in SIZES {
+            let mut state = state_with(n);
+            let reqs = page_requests(existing(n) + PAGE, BATCH);
+            let mut ctx = RequestContext {
+                state: &mut state,
+                backend: None,
+                acked_features: features,
+                probe_size: 512,
+            };
+            group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
+                b.iter_custom(|iters| {
+                    let mut timed = std::time::Duration::ZERO;
+                    for _ in 0..iters.div_ceil(BATCH) {
+                        if op == "map" {
+                            let t = std::time::Instant::now();
+                            for (m, _) in &reqs {
+                                black_box(handle_map(&mut ctx, black_box(m)));
+                            }
+                            timed += t.elapsed();
+                            for (_, u) in &reqs {
+                                handle_unmap(&mut ctx, u);
+                            }
+                        } else {
+                            for (m, _) in &reqs {
+                                handle_map(&mut ctx, m);
+                            }
+                            let t = std::time::Instant::now();
+                            for (_, u) in &reqs {
+                                black_box(handle_unmap(&mut ctx, black_box(u)));
+                            }
+                            timed += t.elapsed();
+                        }
+                    }
+                    // Per request: scale the batches back to `iters`.
+                    timed.mul_f64(iters as f64 / (iters.div_ceil(BATCH) * BATCH) as f64)
+                })
+            });
+            let len = ctx
+                .state
+                .domain(DOMAIN)
+                .and_then(|d| d.mappings())
+                .map(|m| m.len() as u64);
+            assert_eq!(len, Some(n), "every timed MAP was undone");
+        }
+        group.finish();
+    }
+}
+
 struct NoInterrupt;
 
 impl VirtioInterrupt for NoInterrupt {
@@ -228,5 +311,10 @@ fn bench_queue_level(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_request_level, bench_queue_level);
+criterion_group!(
+    benches,
+    bench_map_and_unmap_separately,
+    bench_request_level,
+    bench_queue_level
+);
 criterion_main!(benches);
