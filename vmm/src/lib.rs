@@ -15,4 +15,5 @@ pub mod interrupts;
 pub mod kvm;
 pub mod logger;
 pub mod vcpu;
+pub mod vfio;
 pub mod vm;

@@ -1,6 +1,9 @@
 //! MSI-X: the capability, the vector table and the pending-bit array, all
-//! emulated (never mapped). Masking is honoured here: a vector that fires
-//! while masked sets its pending bit and is delivered on unmask.
+//! emulated (never mapped). Masking is honoured here: a vector's route is
+//! only live while it is enabled and unmasked (so a passthrough device that
+//! signals its irqfd directly cannot inject a masked vector), and a vector
+//! an emulated device raises while masked sets its pending bit and is
+//! delivered on unmask.
 
 use std::sync::Arc;
 
@@ -24,8 +27,11 @@ pub struct MsiMessage {
 /// Delivers a device's MSI-X vectors (the VMM backs this with KVM GSI
 /// routes and irqfds).
 pub trait MsixInterrupts: Send + Sync {
-    /// Vector `vector` now targets `msg` (`None`: unprogrammed or disabled).
+    /// Vector `vector` now targets `msg` (`None`: unprogrammed, disabled
+    /// or masked).
     fn route(&self, vector: u16, msg: Option<MsiMessage>);
+    /// MSI-X was enabled or disabled as a whole.
+    fn enable(&self, _enabled: bool) {}
     /// Sends vector `vector` (it is unmasked and routed).
     fn fire(&self, vector: u16);
 }
@@ -53,6 +59,7 @@ impl Entry {
 /// MSI-X state of one function.
 pub struct MsixConfig {
     entries: Vec<Entry>,
+    routed: Vec<Option<MsiMessage>>,
     pending: Vec<u64>,
     enabled: bool,
     function_masked: bool,
@@ -71,6 +78,7 @@ impl MsixConfig {
                 };
                 usize::from(vectors)
             ],
+            routed: vec![None; usize::from(vectors)],
             pending: vec![0; usize::from(vectors).div_ceil(64)],
             enabled: false,
             function_masked: false,
@@ -131,20 +139,32 @@ impl MsixConfig {
         let was_enabled = self.enabled;
         self.enabled = ctl & CTL_ENABLE != 0;
         self.function_masked = ctl & CTL_FUNCTION_MASK != 0;
-        if self.enabled != was_enabled {
-            for v in 0..self.vectors() {
-                self.update_route(v);
-            }
+        if self.enabled && !was_enabled {
+            self.interrupts.enable(true);
+        }
+        for v in 0..self.vectors() {
+            self.update_route(v);
+        }
+        if !self.enabled && was_enabled {
+            self.interrupts.enable(false);
         }
         self.deliver_pending();
     }
 
-    fn update_route(&self, vector: u16) {
-        let Some(entry) = self.entries.get(usize::from(vector)) else {
+    /// Routes `vector` if it is deliverable and programmed, unroutes it
+    /// otherwise; only changes reach the interrupt back-end.
+    fn update_route(&mut self, vector: u16) {
+        let v = usize::from(vector);
+        let Some(entry) = self.entries.get(v) else {
             return;
         };
-        let msg = (self.enabled && entry.addr_lo != 0).then(|| entry.message());
-        self.interrupts.route(vector, msg);
+        let msg = (self.deliverable(vector) && entry.addr_lo != 0).then(|| entry.message());
+        if self.routed.get(v) != Some(&msg) {
+            if let Some(slot) = self.routed.get_mut(v) {
+                *slot = msg;
+            }
+            self.interrupts.route(vector, msg);
+        }
     }
 
     fn is_pending(&self, vector: u16) -> bool {
@@ -246,7 +266,7 @@ impl MsixConfig {
         }
         let after = *entry;
         let vector = vector as u16;
-        if after.message() != before.message() {
+        if after != before {
             self.update_route(vector);
         }
         if before.masked() && !after.masked() {
@@ -331,6 +351,24 @@ mod tests {
                     data: 0x41
                 })
             ))
+        );
+    }
+
+    #[test]
+    fn masking_a_vector_removes_its_route() {
+        let (mut m, r) = msix();
+        m.set_control(CTL_ENABLE);
+        program(&mut m, 0, 0xfee0_0000, 0x30);
+        m.write_table(12, &0u32.to_le_bytes());
+        m.write_table(12, &1u32.to_le_bytes());
+        m.set_control(0);
+        let msg = MsiMessage {
+            addr: 0xfee0_0000,
+            data: 0x30,
+        };
+        assert_eq!(
+            *r.routes.lock().expect("lock"),
+            vec![(0, Some(msg)), (0, None)]
         );
     }
 

@@ -1,0 +1,459 @@
+//! The passthrough PCI function: configuration virtualization, BAR
+//! placement and mapping, MSI-X emulation on top of VFIO's MSI-X eventfds.
+
+use std::sync::Arc;
+
+use vfio_bindings::bindings::vfio::{
+    VFIO_PCI_CONFIG_REGION_INDEX, VFIO_REGION_INFO_FLAG_MMAP, VFIO_REGION_INFO_FLAG_READ,
+    VFIO_REGION_INFO_FLAG_WRITE,
+};
+use vfio_ioctls::VfioDevice;
+use vmm_sys_util::eventfd::EventFd;
+
+use super::caps::{self, MsixLocation};
+use crate::pci::config::{BarKind, PciConfiguration, PciIds, NUM_BARS};
+use crate::pci::msix::{MsiMessage, MsixConfig, MsixInterrupts};
+use crate::pci::{BarRegion, PciDevice};
+
+/// Maps host memory (an mmapped BAR) into guest physical memory.
+pub trait MemorySlots: Send + Sync {
+    /// Maps `size` bytes at host virtual `host_addr` to guest `gpa`;
+    /// returns the slot.
+    fn map(&self, gpa: u64, size: u64, host_addr: u64) -> std::io::Result<u32>;
+    /// Removes slot `slot` (as returned by `map`).
+    fn unmap(&self, slot: u32) -> std::io::Result<()>;
+}
+
+/// Errors setting up a passthrough device.
+#[derive(Debug, thiserror::Error)]
+pub enum VfioPciError {
+    /// The device's BAR could not be placed.
+    #[error("no room for BAR {bar} ({size:#x} bytes) of {bdf}")]
+    BarSpace {
+        /// Device.
+        bdf: String,
+        /// BAR index.
+        bar: usize,
+        /// Size.
+        size: u64,
+    },
+    /// The emulated configuration space refused a BAR.
+    #[error("cannot describe BAR {bar} of {bdf}")]
+    Bar {
+        /// Device.
+        bdf: String,
+        /// BAR index.
+        bar: usize,
+        /// Why.
+        #[source]
+        source: crate::pci::PciConfigError,
+    },
+    /// mmap of a BAR failed.
+    #[error("cannot mmap BAR {bar} of {bdf}")]
+    Mmap {
+        /// Device.
+        bdf: String,
+        /// BAR index.
+        bar: usize,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Mapping a BAR into the guest failed.
+    #[error("cannot map BAR {bar} of {bdf} into the guest")]
+    Slot {
+        /// Device.
+        bdf: String,
+        /// BAR index.
+        bar: usize,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Host side of an mmapped BAR.
+struct Mapping {
+    host_addr: u64,
+    size: u64,
+    slot: Option<u32>,
+}
+
+struct Bar {
+    size: u64,
+    mapping: Option<Mapping>,
+}
+
+/// MSI-X through VFIO: enabling arms the device's vectors with the irqfd
+/// eventfds; routes (and so masking) go to the VMM's interrupt routing.
+struct VfioMsix {
+    device: Arc<VfioDevice>,
+    routes: Arc<dyn MsixInterrupts>,
+    eventfds: Vec<EventFd>,
+}
+
+impl MsixInterrupts for VfioMsix {
+    fn route(&self, vector: u16, msg: Option<MsiMessage>) {
+        self.routes.route(vector, msg);
+    }
+
+    fn fire(&self, vector: u16) {
+        self.routes.fire(vector);
+    }
+
+    fn enable(&self, enabled: bool) {
+        let result = if enabled {
+            self.device.enable_msix(self.eventfds.iter().collect())
+        } else {
+            self.device.disable_msix()
+        };
+        if let Err(e) = result {
+            log::error!(
+                "vfio: cannot {} MSI-X: {e}",
+                if enabled { "enable" } else { "disable" }
+            );
+        }
+    }
+}
+
+/// A host PCI function assigned to the guest.
+pub struct VfioPciDevice {
+    bdf: String,
+    device: Arc<VfioDevice>,
+    config: PciConfiguration,
+    bars: Vec<Option<Bar>>,
+    msix: Option<(MsixLocation, MsixConfig)>,
+    hide_msi: Option<caps::Unlink>,
+    slots: Arc<dyn MemorySlots>,
+}
+
+const HEADER_BAR0: usize = 4;
+const HEADER_ROM: usize = 0xc;
+const HEADER_INTERRUPT: usize = 0xf;
+const COMMAND_REG: usize = 1;
+
+fn read_config_bytes(device: &VfioDevice) -> Vec<u8> {
+    let mut config = vec![0u8; 256];
+    device.region_read(VFIO_PCI_CONFIG_REGION_INDEX, &mut config, 0);
+    config
+}
+
+impl VfioPciDevice {
+    /// Wraps `device` (`bdf` for messages): BARs placed by `alloc(size,
+    /// is_64bit)`, BARs mmapped into the guest through `slots`, MSI-X
+    /// routed by `routes` whose vectors are signalled through `eventfds`.
+    pub fn new(
+        bdf: &str,
+        device: Arc<VfioDevice>,
+        alloc: &mut dyn FnMut(u64, bool) -> Option<u64>,
+        slots: Arc<dyn MemorySlots>,
+        routes: Arc<dyn MsixInterrupts>,
+        eventfds: Vec<EventFd>,
+    ) -> Result<Self, VfioPciError> {
+        device.reset();
+        let raw = read_config_bytes(&device);
+        let word = |at: usize| u16::from_le_bytes([raw[at], raw[at + 1]]);
+        let mut config = PciConfiguration::new(PciIds {
+            vendor: word(0),
+            device: word(2),
+            class: (raw[0xb], raw[0xa], raw[9]),
+            revision: raw[8],
+            subsystem_vendor: word(0x2c),
+            subsystem: word(0x2e),
+        });
+        let found = caps::walk(&raw);
+        let mut bars: Vec<Option<Bar>> = (0..NUM_BARS).map(|_| None).collect();
+        let mut index = 0;
+        while index < NUM_BARS {
+            let reg = u32::from_le_bytes([
+                raw[0x10 + 4 * index],
+                raw[0x11 + 4 * index],
+                raw[0x12 + 4 * index],
+                raw[0x13 + 4 * index],
+            ]);
+            let is_io = reg & 1 != 0;
+            let is64 = !is_io && (reg >> 1) & 3 == 2;
+            let size = device.get_region_size(index as u32);
+            if size == 0 || is_io {
+                if is_io && size != 0 {
+                    log::info!("vfio {bdf}: I/O BAR {index} hidden from the guest");
+                }
+                index += 1;
+                continue;
+            }
+            let size = size.next_power_of_two().max(0x1000);
+            let addr = alloc(size, is64).ok_or_else(|| VfioPciError::BarSpace {
+                bdf: bdf.to_string(),
+                bar: index,
+                size,
+            })?;
+            let kind = if is64 { BarKind::Mem64 } else { BarKind::Mem32 };
+            config
+                .add_bar(index, kind, addr, size, reg & 0x8 != 0)
+                .map_err(|source| VfioPciError::Bar {
+                    bdf: bdf.to_string(),
+                    bar: index,
+                    source,
+                })?;
+            let holds_msix = found
+                .msix
+                .is_some_and(|m| m.table_bar == index || m.pba_bar == index);
+            let flags = device.get_region_flags(index as u32);
+            let mappable = flags & VFIO_REGION_INFO_FLAG_MMAP != 0
+                && flags & (VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE) != 0;
+            let mapping = if mappable && !holds_msix {
+                Some(Self::mmap_bar(
+                    bdf,
+                    &device,
+                    index,
+                    device.get_region_size(index as u32),
+                )?)
+            } else {
+                None
+            };
+            bars[index] = Some(Bar { size, mapping });
+            index += if is64 { 2 } else { 1 };
+        }
+        let msix = found.msix.map(|loc| {
+            let interrupts = Arc::new(VfioMsix {
+                device: device.clone(),
+                routes,
+                eventfds,
+            });
+            (loc, MsixConfig::new(loc.vectors, interrupts))
+        });
+        Ok(Self {
+            bdf: bdf.to_string(),
+            device,
+            config,
+            bars,
+            msix,
+            hide_msi: found.hide_msi,
+            slots,
+        })
+    }
+
+    fn mmap_bar(
+        bdf: &str,
+        device: &VfioDevice,
+        bar: usize,
+        size: u64,
+    ) -> Result<Mapping, VfioPciError> {
+        let offset = device.get_region_offset(bar as u32);
+        // SAFETY: a fresh shared mapping of the device fd at the region's
+        // offset, as VFIO documents for mmap-able regions; the kernel checks
+        // the bounds and we own the result until munmap in Drop.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                size as usize,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                std::os::fd::AsRawFd::as_raw_fd(device),
+                offset as libc::off_t,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(VfioPciError::Mmap {
+                bdf: bdf.to_string(),
+                bar,
+                source: std::io::Error::last_os_error(),
+            });
+        }
+        Ok(Mapping {
+            host_addr: ptr as u64,
+            size,
+            slot: None,
+        })
+    }
+
+    /// Puts every mmapped BAR at its current guest address.
+    pub fn map_bars(&mut self) -> Result<(), VfioPciError> {
+        for index in 0..NUM_BARS {
+            self.remap_bar(index)?;
+        }
+        Ok(())
+    }
+
+    fn remap_bar(&mut self, index: usize) -> Result<(), VfioPciError> {
+        let gpa = self.config.bar_addr(index);
+        let Some(Some(bar)) = self.bars.get_mut(index) else {
+            return Ok(());
+        };
+        let Some(mapping) = bar.mapping.as_mut() else {
+            return Ok(());
+        };
+        if let Some(slot) = mapping.slot.take() {
+            if let Err(e) = self.slots.unmap(slot) {
+                log::warn!("vfio {}: cannot unmap BAR {index}: {e}", self.bdf);
+            }
+        }
+        if let Some(gpa) = gpa {
+            let slot = self
+                .slots
+                .map(gpa, mapping.size, mapping.host_addr)
+                .map_err(|source| VfioPciError::Slot {
+                    bdf: self.bdf.clone(),
+                    bar: index,
+                    source,
+                })?;
+            mapping.slot = Some(slot);
+        }
+        Ok(())
+    }
+
+    fn device_read(&self, reg: usize) -> u32 {
+        let mut b = [0u8; 4];
+        self.device
+            .region_read(VFIO_PCI_CONFIG_REGION_INDEX, &mut b, (reg * 4) as u64);
+        u32::from_le_bytes(b)
+    }
+
+    fn in_msix_cap(&self, reg: usize) -> bool {
+        self.msix
+            .as_ref()
+            .is_some_and(|(loc, _)| loc.cap / 4 == reg)
+    }
+}
+
+impl PciDevice for VfioPciDevice {
+    fn read_config_register(&mut self, reg: usize) -> u32 {
+        let value = match reg {
+            r if (HEADER_BAR0..HEADER_BAR0 + NUM_BARS).contains(&r) => self.config.read_reg(r),
+            HEADER_ROM => 0,
+            // Interrupt line is scratch; pin 0: no INTx.
+            HEADER_INTERRUPT => self.config.read_reg(HEADER_INTERRUPT) & 0xff,
+            r if self.in_msix_cap(r) => {
+                let ctl = self.msix.as_ref().map_or(0, |(_, m)| m.control());
+                (self.device_read(r) & 0xffff) | (u32::from(ctl) << 16)
+            }
+            r => self.device_read(r),
+        };
+        match self.hide_msi {
+            Some(u) if u.pointer_at / 4 == reg => {
+                let shift = (u.pointer_at % 4) * 8;
+                (value & !(0xff << shift)) | (u32::from(u.points_to) << shift)
+            }
+            _ => value,
+        }
+    }
+
+    fn write_config_register(&mut self, reg: usize, offset: u64, data: &[u8]) {
+        match reg {
+            r if (HEADER_BAR0..HEADER_BAR0 + NUM_BARS).contains(&r) => {
+                self.config.write_reg(r, offset, data);
+            }
+            HEADER_ROM => {}
+            HEADER_INTERRUPT => {
+                self.config.write_reg(reg, offset, data);
+            }
+            r if self.in_msix_cap(r) => {
+                let ctl = match (offset, data) {
+                    (2, [lo, hi]) => Some(u16::from_le_bytes([*lo, *hi])),
+                    (3, [hi]) => Some(u16::from_le_bytes([0, *hi])),
+                    (0, [_, _, lo, hi]) => Some(u16::from_le_bytes([*lo, *hi])),
+                    _ => None,
+                };
+                if let (Some(ctl), Some((_, msix))) = (ctl, self.msix.as_mut()) {
+                    msix.set_control(ctl);
+                }
+            }
+            _ => {
+                if reg == COMMAND_REG {
+                    self.config.write_reg(reg, offset, data);
+                }
+                self.device.region_write(
+                    VFIO_PCI_CONFIG_REGION_INDEX,
+                    data,
+                    reg as u64 * 4 + offset,
+                );
+            }
+        }
+    }
+
+    fn bar_regions(&self) -> Vec<BarRegion> {
+        // mmapped BARs live in memory slots; only trapped ones are routed.
+        self.config
+            .bar_regions()
+            .into_iter()
+            .filter(|r| {
+                self.bars
+                    .get(r.index)
+                    .and_then(Option::as_ref)
+                    .is_some_and(|b| b.mapping.is_none())
+            })
+            .collect()
+    }
+
+    fn bar_moved(&mut self, bar: usize, _old: u64, _new: u64) {
+        if let Err(e) = self.remap_bar(bar) {
+            log::error!("{e}");
+        }
+    }
+
+    fn read_bar(&mut self, bar: usize, offset: u64, data: &mut [u8]) {
+        if let Some((loc, msix)) = self.msix.as_ref() {
+            if bar == loc.table_bar
+                && (loc.table_offset..loc.table_offset + loc.table_size()).contains(&offset)
+            {
+                return msix.read_table(offset - loc.table_offset, data);
+            }
+            if bar == loc.pba_bar
+                && (loc.pba_offset..loc.pba_offset + loc.pba_size()).contains(&offset)
+            {
+                return msix.read_pba(offset - loc.pba_offset, data);
+            }
+        }
+        let in_bar = self
+            .bars
+            .get(bar)
+            .and_then(Option::as_ref)
+            .is_some_and(|b| offset + data.len() as u64 <= b.size);
+        if in_bar {
+            self.device.region_read(bar as u32, data, offset);
+        } else {
+            data.fill(0xff);
+        }
+    }
+
+    fn write_bar(&mut self, bar: usize, offset: u64, data: &[u8]) {
+        if let Some((loc, msix)) = self.msix.as_mut() {
+            if bar == loc.table_bar
+                && (loc.table_offset..loc.table_offset + loc.table_size()).contains(&offset)
+            {
+                return msix.write_table(offset - loc.table_offset, data);
+            }
+            if bar == loc.pba_bar
+                && (loc.pba_offset..loc.pba_offset + loc.pba_size()).contains(&offset)
+            {
+                return;
+            }
+        }
+        let in_bar = self
+            .bars
+            .get(bar)
+            .and_then(Option::as_ref)
+            .is_some_and(|b| offset + data.len() as u64 <= b.size);
+        if in_bar {
+            self.device.region_write(bar as u32, data, offset);
+        }
+    }
+}
+
+impl Drop for VfioPciDevice {
+    fn drop(&mut self) {
+        if self.msix.as_ref().is_some_and(|(_, m)| m.enabled()) {
+            let _ = self.device.disable_msix();
+        }
+        for bar in self.bars.iter_mut().flatten() {
+            if let Some(m) = bar.mapping.take() {
+                if let Some(slot) = m.slot {
+                    let _ = self.slots.unmap(slot);
+                }
+                // SAFETY: unmapping exactly the mapping mmap_bar created.
+                unsafe { libc::munmap(m.host_addr as *mut libc::c_void, m.size as usize) };
+            }
+        }
+        self.device.reset();
+    }
+}

@@ -1,0 +1,291 @@
+//! Passthrough devices on the host side: checks a BDF can be assigned
+//! (exists, bound to vfio-pci, viable group, VFIO present) with errors that
+//! say how to fix it, opens it through VFIO, and maps BARs into the guest
+//! through KVM memory slots.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use devices::vfio::MemorySlots;
+use kvm_bindings::kvm_userspace_memory_region;
+use kvm_ioctls::VmFd;
+
+/// Where sysfs lists PCI devices.
+const PCI_DEVICES: &str = "/sys/bus/pci/devices";
+
+/// Why a device cannot be assigned.
+#[derive(Debug, thiserror::Error)]
+pub enum VfioError {
+    /// Malformed BDF.
+    #[error("invalid --vfio device '{0}': give a PCI address such as 0000:01:00.0")]
+    BadBdf(String),
+    /// No such device.
+    #[error("no PCI device {0} on this host (list them with lspci -D)")]
+    NoDevice(String),
+    /// Not bound to vfio-pci.
+    #[error("{bdf} is bound to {driver}, not vfio-pci: bind it with `echo vfio-pci > /sys/bus/pci/devices/{bdf}/driver_override; echo {bdf} > /sys/bus/pci/devices/{bdf}/driver/unbind; echo {bdf} > /sys/bus/pci/drivers_probe`")]
+    NotVfio {
+        /// Device.
+        bdf: String,
+        /// Its current driver ("no driver" when unbound).
+        driver: String,
+    },
+    /// No IOMMU group: the host IOMMU is off.
+    #[error("{0} has no IOMMU group: enable the host IOMMU (intel_iommu=on or amd_iommu=on on the host kernel command line)")]
+    NoGroup(String),
+    /// Other devices in the group are still owned by host drivers.
+    #[error("the IOMMU group {group} of {bdf} is not viable: {others} must also be bound to vfio-pci (or unbound)")]
+    GroupNotViable {
+        /// Device.
+        bdf: String,
+        /// Group number.
+        group: String,
+        /// The offending devices and drivers.
+        others: String,
+    },
+    /// No VFIO on the host.
+    #[error("/dev/vfio/vfio does not exist: load VFIO with `modprobe vfio-pci`")]
+    NoVfio,
+    /// VFIO refused the IOMMU set-up for lack of interrupt remapping.
+    #[error("VFIO refused {bdf} (EPERM): the host has no interrupt remapping, so the device could forge MSIs into any guest or the host. Enable it (intel_iommu=on with intremap, or amd_iommu=on), or accept the risk with `modprobe vfio_iommu_type1 allow_unsafe_interrupts=1`")]
+    NoInterruptRemapping {
+        /// Device.
+        bdf: String,
+    },
+    /// Any other VFIO failure.
+    #[error("cannot open {bdf} through VFIO")]
+    Open {
+        /// Device.
+        bdf: String,
+        /// Why.
+        #[source]
+        source: vfio_ioctls::VfioError,
+    },
+    /// DMA mapping of guest RAM failed.
+    #[error("cannot map guest memory for DMA by {bdf}")]
+    DmaMap {
+        /// Device.
+        bdf: String,
+        /// Why.
+        #[source]
+        source: vfio_ioctls::VfioError,
+    },
+}
+
+/// Normalizes `bdf` to `DDDD:BB:DD.F`.
+pub fn normalize_bdf(bdf: &str) -> Result<String, VfioError> {
+    let bad = || VfioError::BadBdf(bdf.to_string());
+    let full = if bdf.matches(':').count() == 1 {
+        format!("0000:{bdf}")
+    } else {
+        bdf.to_string()
+    };
+    let (domain, rest) = full.split_once(':').ok_or_else(bad)?;
+    let (bus, rest) = rest.split_once(':').ok_or_else(bad)?;
+    let (dev, func) = rest.split_once('.').ok_or_else(bad)?;
+    let hex = |s: &str, len: usize, max: u32| {
+        (s.len() == len && s.chars().all(|c| c.is_ascii_hexdigit()))
+            .then(|| u32::from_str_radix(s, 16).ok())
+            .flatten()
+            .filter(|v| *v <= max)
+    };
+    match (
+        hex(domain, 4, 0xffff),
+        hex(bus, 2, 0xff),
+        hex(dev, 2, 0x1f),
+        hex(func, 1, 7),
+    ) {
+        (Some(_), Some(_), Some(_), Some(_)) => Ok(full.to_ascii_lowercase()),
+        _ => Err(bad()),
+    }
+}
+
+fn driver_of(device: &Path) -> Option<String> {
+    std::fs::read_link(device.join("driver"))
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+}
+
+/// Checks that `bdf` can be assigned; returns its sysfs directory. `sysfs`
+/// is the PCI devices directory (a parameter for tests).
+pub fn check_assignable(bdf: &str, sysfs: &Path) -> Result<PathBuf, VfioError> {
+    let dir = sysfs.join(bdf);
+    if !dir.exists() {
+        return Err(VfioError::NoDevice(bdf.to_string()));
+    }
+    match driver_of(&dir).as_deref() {
+        Some("vfio-pci") => {}
+        other => {
+            return Err(VfioError::NotVfio {
+                bdf: bdf.to_string(),
+                driver: other.unwrap_or("no driver").to_string(),
+            })
+        }
+    }
+    let group_link = std::fs::read_link(dir.join("iommu_group"))
+        .map_err(|_| VfioError::NoGroup(bdf.to_string()))?;
+    let group = group_link
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut others = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir.join("iommu_group").join("devices")) {
+        let mut names: Vec<_> = entries.flatten().map(|e| e.file_name()).collect();
+        names.sort();
+        for name in names {
+            let member = sysfs.join(&name);
+            match driver_of(&member).as_deref() {
+                None | Some("vfio-pci") | Some("pcieport") => {}
+                Some(driver) => others.push(format!("{} ({driver})", name.to_string_lossy())),
+            }
+        }
+    }
+    if !others.is_empty() {
+        return Err(VfioError::GroupNotViable {
+            bdf: bdf.to_string(),
+            group,
+            others: others.join(", "),
+        });
+    }
+    if !Path::new("/dev/vfio/vfio").exists() {
+        return Err(VfioError::NoVfio);
+    }
+    Ok(dir)
+}
+
+/// Checks with the real sysfs.
+pub fn check_host_device(bdf: &str) -> Result<PathBuf, VfioError> {
+    check_assignable(bdf, Path::new(PCI_DEVICES))
+}
+
+/// Maps passthrough BARs into the guest as KVM memory slots.
+pub struct KvmSlots {
+    vm: Arc<VmFd>,
+    state: Mutex<SlotState>,
+}
+
+struct SlotState {
+    next: u32,
+    live: BTreeMap<u32, kvm_userspace_memory_region>,
+}
+
+impl KvmSlots {
+    /// Slots numbered from `first` (above those holding guest RAM).
+    pub fn new(vm: Arc<VmFd>, first: u32) -> Self {
+        Self {
+            vm,
+            state: Mutex::new(SlotState {
+                next: first,
+                live: BTreeMap::new(),
+            }),
+        }
+    }
+}
+
+impl MemorySlots for KvmSlots {
+    fn map(&self, gpa: u64, size: u64, host_addr: u64) -> std::io::Result<u32> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let slot = state.next;
+        let region = kvm_userspace_memory_region {
+            slot,
+            guest_phys_addr: gpa,
+            memory_size: size,
+            userspace_addr: host_addr,
+            flags: 0,
+        };
+        // SAFETY: host_addr..+size is a live mmap of a device BAR owned by
+        // the VFIO device, which removes this slot before unmapping it.
+        unsafe { self.vm.set_user_memory_region(region) }
+            .map_err(|e| std::io::Error::from_raw_os_error(e.errno()))?;
+        state.next += 1;
+        state.live.insert(slot, region);
+        Ok(slot)
+    }
+
+    fn unmap(&self, slot: u32) -> std::io::Result<()> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(mut region) = state.live.remove(&slot) else {
+            return Ok(());
+        };
+        region.memory_size = 0;
+        // SAFETY: deleting a slot (size 0) touches no host memory.
+        unsafe { self.vm.set_user_memory_region(region) }
+            .map_err(|e| std::io::Error::from_raw_os_error(e.errno()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bdfs_are_normalized_and_validated() {
+        assert_eq!(normalize_bdf("01:00.0").expect("short"), "0000:01:00.0");
+        assert_eq!(normalize_bdf("0000:0A:1f.7").expect("full"), "0000:0a:1f.7");
+        for bad in [
+            "",
+            "1:0.0",
+            "0000:01:00",
+            "0000:01:20.0",
+            "0000:01:00.8",
+            "zz:00.0",
+            "0000:01:00.0x",
+        ] {
+            assert!(
+                matches!(normalize_bdf(bad), Err(VfioError::BadBdf(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    fn fake_sysfs(tag: &str) -> PathBuf {
+        let root = std::env::temp_dir().join(format!("minivmm-vfio-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("drivers/e1000e")).expect("mkdir");
+        std::fs::create_dir_all(root.join("drivers/vfio-pci")).expect("mkdir");
+        std::fs::create_dir_all(root.join("groups/7/devices")).expect("mkdir");
+        std::fs::create_dir_all(root.join("devices")).expect("mkdir");
+        root
+    }
+
+    fn add_device(root: &Path, bdf: &str, driver: Option<&str>, group: &str) {
+        let dev = root.join("devices").join(bdf);
+        std::fs::create_dir_all(&dev).expect("mkdir");
+        if let Some(d) = driver {
+            std::os::unix::fs::symlink(root.join("drivers").join(d), dev.join("driver"))
+                .expect("link");
+        }
+        std::os::unix::fs::symlink(root.join("groups").join(group), dev.join("iommu_group"))
+            .expect("link");
+        std::os::unix::fs::symlink(
+            &dev,
+            root.join("groups").join(group).join("devices").join(bdf),
+        )
+        .expect("link");
+    }
+
+    #[test]
+    fn unbound_and_non_viable_devices_are_explained() {
+        let root = fake_sysfs("viable");
+        let devices = root.join("devices");
+        assert!(matches!(
+            check_assignable("0000:09:00.0", &devices),
+            Err(VfioError::NoDevice(_))
+        ));
+        add_device(&root, "0000:01:00.0", Some("e1000e"), "7");
+        let err = check_assignable("0000:01:00.0", &devices).expect_err("bound to e1000e");
+        assert!(err.to_string().contains("bound to e1000e"), "{err}");
+        assert!(err.to_string().contains("driver_override"), "{err}");
+        std::fs::remove_file(devices.join("0000:01:00.0/driver")).expect("unbind");
+        std::os::unix::fs::symlink(
+            root.join("drivers/vfio-pci"),
+            devices.join("0000:01:00.0/driver"),
+        )
+        .expect("bind");
+        add_device(&root, "0000:01:00.1", Some("e1000e"), "7");
+        let err = check_assignable("0000:01:00.0", &devices).expect_err("group shared");
+        assert!(err.to_string().contains("0000:01:00.1 (e1000e)"), "{err}");
+        let _ = std::fs::remove_dir_all(root);
+    }
+}
