@@ -41,4 +41,11 @@ pub struct Cli {
     /// is translated; readonly=on refuses guest writes.
     #[arg(long, value_name = "path=FILE[,readonly=on|off][,iommu=on|off]")]
     pub disk: Vec<String>,
+
+    /// Assign a host PCI device through VFIO (repeatable). It must be bound
+    /// to vfio-pci. With iommu=on (the default) it sits behind minivmm's
+    /// virtio-iommu and the guest's mappings are shadowed into the host
+    /// IOMMU; with iommu=off all guest RAM is mapped for its DMA.
+    #[arg(long, value_name = "BDF[,iommu=on|off]")]
+    pub vfio: Vec<String>,
 }

@@ -39,6 +39,14 @@ pub enum ConfigError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A --vfio value does not parse.
+    #[error("invalid --vfio '{value}': {reason} (expected BDF[,iommu=on|off], e.g. 0000:01:00.0)")]
+    BadVfio {
+        /// The value given.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// Too many PCI devices.
     #[error("too many devices: at most {0} PCI devices fit on bus 0")]
     TooManyDevices(usize),
@@ -63,8 +71,43 @@ pub struct DiskConfig {
     pub iommu: bool,
 }
 
-/// PCI slots left for disks after the host bridge and the virtio-iommu.
+/// PCI slots left for disks and assigned devices after the host bridge and
+/// the virtio-iommu.
 pub const MAX_DISKS: usize = 30;
+
+/// One assigned host PCI device.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VfioConfig {
+    /// Host BDF as given (normalized when the device is opened).
+    pub bdf: String,
+    /// Behind the virtio-iommu.
+    pub iommu: bool,
+}
+
+/// Parses one `--vfio` value.
+pub fn parse_vfio(text: &str) -> Result<VfioConfig, ConfigError> {
+    let bad = |reason: String| ConfigError::BadVfio {
+        value: text.to_string(),
+        reason,
+    };
+    let mut parts = text.split(',');
+    let bdf = parts.next().filter(|b| !b.is_empty() && !b.contains('='));
+    let bdf = bdf.ok_or_else(|| bad("the PCI address comes first".into()))?;
+    let mut iommu = true;
+    for part in parts {
+        match part.split_once('=') {
+            Some(("iommu", value)) => {
+                iommu = parse_on_off(value)
+                    .ok_or_else(|| bad(format!("iommu must be on or off, not '{value}'")))?;
+            }
+            _ => return Err(bad(format!("unknown option '{part}'"))),
+        }
+    }
+    Ok(VfioConfig {
+        bdf: bdf.to_string(),
+        iommu,
+    })
+}
 
 fn parse_on_off(value: &str) -> Option<bool> {
     match value {
@@ -124,12 +167,14 @@ pub struct VmConfig {
     pub cpus: u8,
     /// virtio-blk disks, in PCI slot order.
     pub disks: Vec<DiskConfig>,
+    /// Assigned host devices, in PCI slot order after the disks.
+    pub vfio: Vec<VfioConfig>,
 }
 
 impl VmConfig {
     /// Whether any device sits behind the virtio-iommu.
     pub fn needs_iommu(&self) -> bool {
-        self.disks.iter().any(|d| d.iommu)
+        self.disks.iter().any(|d| d.iommu) || self.vfio.iter().any(|v| v.iommu)
     }
 }
 
@@ -183,7 +228,12 @@ impl VmConfig {
             .iter()
             .map(|d| parse_disk(d))
             .collect::<Result<Vec<_>, _>>()?;
-        if disks.len() > MAX_DISKS {
+        let vfio = cli
+            .vfio
+            .iter()
+            .map(|v| parse_vfio(v))
+            .collect::<Result<Vec<_>, _>>()?;
+        if disks.len() + vfio.len() > MAX_DISKS {
             return Err(ConfigError::TooManyDevices(MAX_DISKS));
         }
         Ok(Self {
@@ -193,6 +243,7 @@ impl VmConfig {
             memory,
             cpus,
             disks,
+            vfio,
         })
     }
 }
@@ -284,6 +335,36 @@ mod tests {
         ] {
             assert!(
                 matches!(parse_disk(bad), Err(ConfigError::BadDisk { .. })),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn vfio_devices() {
+        let c = parse(&["--vfio", "0000:01:00.0", "--vfio", "02:00.0,iommu=off"]).expect("config");
+        assert_eq!(
+            c.vfio,
+            vec![
+                VfioConfig {
+                    bdf: "0000:01:00.0".into(),
+                    iommu: true
+                },
+                VfioConfig {
+                    bdf: "02:00.0".into(),
+                    iommu: false
+                },
+            ]
+        );
+        assert!(c.needs_iommu());
+        for bad in [
+            "",
+            "iommu=on",
+            "0000:01:00.0,iommu=maybe",
+            "0000:01:00.0,rom=off",
+        ] {
+            assert!(
+                matches!(parse_vfio(bad), Err(ConfigError::BadVfio { .. })),
                 "{bad}"
             );
         }

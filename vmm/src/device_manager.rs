@@ -59,6 +59,15 @@ pub enum DeviceError {
     /// The virtio-iommu could not be built.
     #[error("cannot create the virtio-iommu")]
     Iommu(#[source] devices::virtio::iommu::Error),
+    /// An assigned device cannot be used.
+    #[error(transparent)]
+    Vfio(#[from] crate::vfio::VfioError),
+    /// The passthrough device model failed.
+    #[error(transparent)]
+    VfioPci(#[from] devices::vfio::VfioPciError),
+    /// KVM's VFIO pseudo-device could not be created.
+    #[error("cannot create the KVM VFIO device")]
+    KvmVfio(#[source] kvm_ioctls::Error),
     /// A device did not land in the slot the firmware tables describe.
     #[error("PCI device landed at {got:#06x}, expected {want:#06x}")]
     SlotMismatch {
@@ -68,6 +77,10 @@ pub enum DeviceError {
         got: u16,
     },
 }
+
+/// KVM memory slots from here on hold device memory (BARs); guest RAM uses
+/// the ones below.
+const FIRST_DEVICE_SLOT: u32 = 16;
 
 /// The x86 MSI doorbell window: never a DMA target, reported to the guest.
 pub const MSI_WINDOW: (u64, u64) = (0xfee0_0000, 0xfeef_ffff);
@@ -162,12 +175,51 @@ impl IoEventRegistry for KvmIoEvents {
 struct PciBuilder {
     root: Arc<PciRoot>,
     bars: AddressAllocator,
+    bars32: AddressAllocator,
     interrupts: Arc<InterruptManager>,
     ioevents: Arc<KvmIoEvents>,
     queue_events: Vec<QueueEvent>,
 }
 
 impl PciBuilder {
+    /// Adds assigned device `dev` at `want`.
+    fn add_vfio(
+        &mut self,
+        opened: &OpenedVfio,
+        slots: &Arc<crate::vfio::KvmSlots>,
+        want: u16,
+    ) -> Result<(), DeviceError> {
+        let vectors = opened
+            .device
+            .get_irq_info(vfio_bindings::bindings::vfio::VFIO_PCI_MSIX_IRQ_INDEX)
+            .map_or(0, |i| i.count)
+            .clamp(1, 2048) as u16;
+        let group = self.interrupts.msix_group(vectors)?;
+        let eventfds = group.eventfds().map_err(DeviceError::EventFd)?;
+        let (bars64, bars32) = (&mut self.bars, &mut self.bars32);
+        let mut alloc = |size: u64, is64: bool| {
+            let allocator = if is64 { &mut *bars64 } else { &mut *bars32 };
+            allocator
+                .allocate(size, size, AllocPolicy::FirstMatch)
+                .ok()
+                .map(|r| r.start())
+        };
+        let mut dev = devices::vfio::VfioPciDevice::new(
+            &opened.bdf,
+            opened.device.clone(),
+            &mut alloc,
+            slots.clone(),
+            group,
+            eventfds,
+        )?;
+        dev.map_bars()?;
+        let got = bdf(self.root.add_device(Arc::new(Mutex::new(dev)))?.into());
+        if got != want {
+            return Err(DeviceError::SlotMismatch { want, got });
+        }
+        Ok(())
+    }
+
     /// Adds `device` on virtio-pci at `want` (the BDF the firmware tables
     /// already promised).
     fn add_virtio(
@@ -208,6 +260,73 @@ impl PciBuilder {
         }
         Ok(())
     }
+}
+
+/// A host device opened through VFIO, before it is put on the bus.
+struct OpenedVfio {
+    bdf: String,
+    device: Arc<vfio_ioctls::VfioDevice>,
+    container: Arc<vfio_ioctls::VfioContainer>,
+    iommu: bool,
+}
+
+/// Opens the assigned devices: one shared container, with all guest RAM
+/// mapped, for `iommu=off` devices; one empty container each for devices
+/// behind the virtio-iommu.
+fn open_vfio_devices(
+    vm: &VmFd,
+    memory: &GuestMemory,
+    config: &VmConfig,
+) -> Result<Vec<OpenedVfio>, DeviceError> {
+    if config.vfio.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut checked = Vec::new();
+    for v in &config.vfio {
+        let bdf = crate::vfio::normalize_bdf(&v.bdf)?;
+        let dir = crate::vfio::check_host_device(&bdf)?;
+        checked.push((bdf, dir, v.iommu));
+    }
+    let mut kvm_vfio = kvm_bindings::kvm_create_device {
+        type_: kvm_bindings::kvm_device_type_KVM_DEV_TYPE_VFIO,
+        fd: 0,
+        flags: 0,
+    };
+    let handle = Arc::new(vfio_ioctls::VfioDeviceFd::new_from_kvm(
+        vm.create_device(&mut kvm_vfio)
+            .map_err(DeviceError::KvmVfio)?,
+    ));
+    let new_container = || {
+        vfio_ioctls::VfioContainer::new(Some(handle.clone()))
+            .map(Arc::new)
+            .map_err(|_| crate::vfio::VfioError::NoVfio)
+    };
+    let mut shared: Option<Arc<vfio_ioctls::VfioContainer>> = None;
+    let mut opened = Vec::new();
+    for (bdf, dir, iommu) in checked {
+        let container = match (&shared, iommu) {
+            (Some(c), false) => c.clone(),
+            _ => new_container()?,
+        };
+        let device = crate::vfio::open_device(&bdf, &dir, container.clone())?;
+        if !iommu && shared.is_none() {
+            // SAFETY: guest RAM stays mapped until the process exits.
+            unsafe { container.vfio_map_guest_memory(memory) }.map_err(|source| {
+                crate::vfio::VfioError::DmaMap {
+                    bdf: bdf.clone(),
+                    source,
+                }
+            })?;
+            shared = Some(container.clone());
+        }
+        opened.push(OpenedVfio {
+            bdf,
+            device,
+            container,
+            iommu,
+        });
+    }
+    Ok(opened)
 }
 
 /// Creates every device of the VM.
@@ -251,6 +370,7 @@ pub fn create(
     let mut pci = PciBuilder {
         root,
         bars: AddressAllocator::new(mmio64.0, mmio64.1).map_err(DeviceError::BarSpace)?,
+        bars32: AddressAllocator::new(mmio32.0, mmio32.1).map_err(DeviceError::BarSpace)?,
         interrupts: Arc::new(InterruptManager::new(vm.clone())),
         ioevents: Arc::new(KvmIoEvents(vm.clone())),
         queue_events: Vec::new(),
@@ -260,9 +380,18 @@ pub fn create(
     // in command-line order. Endpoint IDs are BDFs.
     let first_disk_slot = if config.needs_iommu() { 2 } else { 1 };
     let disk_bdf = |i: usize| bdf(first_disk_slot + i);
-    let endpoints: Vec<u16> = (0..config.disks.len())
+    let vfio_bdf = |j: usize| bdf(first_disk_slot + config.disks.len() + j);
+    let opened = open_vfio_devices(vm, memory, config)?;
+    let mut endpoints: Vec<u16> = (0..config.disks.len())
         .filter(|i| config.disks[*i].iommu)
         .map(disk_bdf)
+        .collect();
+    endpoints.extend((0..opened.len()).filter(|j| opened[*j].iommu).map(vfio_bdf));
+    let vfio_containers: std::collections::BTreeMap<u32, Arc<vfio_ioctls::VfioContainer>> = opened
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| o.iommu)
+        .map(|(j, o)| (u32::from(vfio_bdf(j)), o.container.clone()))
         .collect();
     let mut iommu = None;
     if config.needs_iommu() {
@@ -282,16 +411,21 @@ pub fn create(
                 ..IommuConfig::default()
             },
             memory.clone(),
-            None,
+            (!vfio_containers.is_empty()).then(|| {
+                Box::new(crate::vfio::VfioDomains::new(
+                    memory.clone(),
+                    vfio_containers,
+                )) as Box<dyn devices::virtio::iommu::DmaBackend>
+            }),
         )
         .map_err(DeviceError::Iommu)?;
         let faults = device
             .fault_eventfd()
             .try_clone()
             .map_err(DeviceError::EventFd)?;
-        let translators = endpoints
-            .iter()
-            .map(|bdf| device.translator(u32::from(*bdf)))
+        let translators = (0..config.disks.len())
+            .filter(|i| config.disks[*i].iommu)
+            .map(|i| device.translator(u32::from(disk_bdf(i))))
             .collect::<Result<Vec<_>, _>>()
             .map_err(DeviceError::Iommu)?;
         let device: Arc<Mutex<dyn VirtioDevice>> = Arc::new(Mutex::new(device));
@@ -324,6 +458,11 @@ pub fn create(
             None => Arc::new(Mutex::new(Block::new(memory.clone(), block_config)?)),
         };
         pci.add_virtio(block, false, disk_bdf(i))?;
+    }
+
+    let slots = Arc::new(crate::vfio::KvmSlots::new(vm.clone(), FIRST_DEVICE_SLOT));
+    for (j, dev) in opened.iter().enumerate() {
+        pci.add_vfio(dev, &slots, vfio_bdf(j))?;
     }
 
     Ok(Devices {

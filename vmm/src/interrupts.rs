@@ -146,6 +146,14 @@ pub struct MsixGroup {
     vectors: Vec<(u32, EventFd)>,
 }
 
+impl MsixGroup {
+    /// The irqfd eventfds, vector by vector (for devices, such as VFIO ones,
+    /// that signal them directly).
+    pub fn eventfds(&self) -> std::io::Result<Vec<EventFd>> {
+        self.vectors.iter().map(|(_, fd)| fd.try_clone()).collect()
+    }
+}
+
 impl MsixInterrupts for MsixGroup {
     fn route(&self, vector: u16, msg: Option<MsiMessage>) {
         let Some((gsi, _)) = self.vectors.get(usize::from(vector)) else {
