@@ -372,17 +372,10 @@ impl PciDevice for VfioPciDevice {
     }
 
     fn bar_regions(&self) -> Vec<BarRegion> {
-        // mmapped BARs live in memory slots; only trapped ones are routed.
-        self.config
-            .bar_regions()
-            .into_iter()
-            .filter(|r| {
-                self.bars
-                    .get(r.index)
-                    .and_then(Option::as_ref)
-                    .is_some_and(|b| b.mapping.is_none())
-            })
-            .collect()
+        // All BARs, mmapped ones included: the root complex then reports
+        // their moves (so the memory slot follows), and routes the rare
+        // access that still exits (for instance while a slot is being moved).
+        self.config.bar_regions()
     }
 
     fn bar_moved(&mut self, bar: usize, _old: u64, _new: u64) {
