@@ -13,12 +13,16 @@ pub const DEFAULT_CMDLINE: &str = "console=ttyS0 panic=-1";
 /// Exit status: 0 when the guest powers off or reboots, 1 when minivmm
 /// itself fails, 3 when the guest crashes (kernel panic, triple fault, KVM
 /// error).
+///
+/// `minivmm plan [OPTIONS]` (or `--dry-run`) prints the guest address map
+/// planned for these options and this host, and exits.
 #[derive(Debug, Parser)]
 #[command(name = "minivmm", version, about, long_about)]
 pub struct Cli {
-    /// Guest kernel: an x86_64 bzImage with the 64-bit boot protocol.
-    #[arg(long, value_name = "PATH")]
-    pub kernel: PathBuf,
+    /// Guest kernel: an x86_64 bzImage with the 64-bit boot protocol
+    /// (optional with --dry-run).
+    #[arg(long, value_name = "PATH", required_unless_present = "dry_run")]
+    pub kernel: Option<PathBuf>,
 
     /// Initial ramdisk (initramfs) handed to the kernel.
     #[arg(long, value_name = "PATH")]
@@ -48,4 +52,34 @@ pub struct Cli {
     /// IOMMU; with iommu=off all guest RAM is mapped for its DMA.
     #[arg(long, value_name = "BDF[,iommu=on|off]")]
     pub vfio: Vec<String>,
+
+    /// Print the planned guest address map (RAM, holes and why, PCI
+    /// windows, the virtio-iommu's reserved regions) and exit without
+    /// starting a VM. `minivmm plan [OPTIONS]` is the same.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Another host's IOMMU reserved regions, in the format of sysfs
+    /// `/sys/kernel/iommu_groups/N/reserved_regions` (repeatable): the
+    /// address map avoids them too, so the VM can migrate to that host.
+    #[arg(long, value_name = "FILE")]
+    pub host_regions: Vec<PathBuf>,
+
+    /// Accept assigned devices with direct-mapped (RMRR) regions: map them
+    /// identity and report them reserved to the guest.
+    #[arg(long)]
+    pub allow_direct_regions: bool,
+}
+
+/// The command line with the `plan` subcommand spelt as `--dry-run`:
+/// `minivmm plan ARGS` is `minivmm --dry-run ARGS`.
+pub fn expand_plan_subcommand<I>(args: I) -> Vec<std::ffi::OsString>
+where
+    I: IntoIterator<Item = std::ffi::OsString>,
+{
+    let mut args: Vec<_> = args.into_iter().collect();
+    if args.get(1).is_some_and(|a| a == "plan") {
+        args[1] = "--dry-run".into();
+    }
+    args
 }

@@ -47,6 +47,9 @@ pub enum ConfigError {
         /// What is wrong with it.
         reason: String,
     },
+    /// No kernel and no --dry-run.
+    #[error("no --kernel given: a VM needs a kernel (or pass --dry-run to only plan)")]
+    NoKernel,
     /// Too many PCI devices.
     #[error("too many devices: at most {0} PCI devices fit on bus 0")]
     TooManyDevices(usize),
@@ -169,6 +172,13 @@ pub struct VmConfig {
     pub disks: Vec<DiskConfig>,
     /// Assigned host devices, in PCI slot order after the disks.
     pub vfio: Vec<VfioConfig>,
+    /// Only print the planned address map (`--dry-run`); `kernel` may then
+    /// be empty.
+    pub dry_run: bool,
+    /// Other hosts' reserved region files (`--host-regions`).
+    pub host_regions: Vec<PathBuf>,
+    /// Identity-map direct (RMRR) regions (`--allow-direct-regions`).
+    pub allow_direct_regions: bool,
 }
 
 impl VmConfig {
@@ -236,14 +246,22 @@ impl VmConfig {
         if disks.len() + vfio.len() > MAX_DISKS {
             return Err(ConfigError::TooManyDevices(MAX_DISKS));
         }
+        let kernel = match cli.kernel {
+            Some(kernel) => kernel,
+            None if cli.dry_run => PathBuf::new(),
+            None => return Err(ConfigError::NoKernel),
+        };
         Ok(Self {
-            kernel: cli.kernel,
+            kernel,
             initrd: cli.initrd,
             cmdline: cli.cmdline,
             memory,
             cpus,
             disks,
             vfio,
+            dry_run: cli.dry_run,
+            host_regions: cli.host_regions,
+            allow_direct_regions: cli.allow_direct_regions,
         })
     }
 }

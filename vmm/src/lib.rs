@@ -14,6 +14,7 @@ pub mod exit;
 pub mod interrupts;
 pub mod kvm;
 pub mod logger;
+pub mod plan;
 pub mod vcpu;
 pub mod vfio;
 pub mod vm;

@@ -11,6 +11,10 @@ use vmm::vm::Vm;
 
 fn run(cli: Cli) -> anyhow::Result<i32> {
     let config = VmConfig::from_cli(cli)?;
+    if config.dry_run {
+        print!("{}", vmm::plan::dry_run(&config)?);
+        return Ok(0);
+    }
     let vm = Vm::build(&config)?;
     let event = vm.run()?;
     let (status, message) = outcome(&event);
@@ -21,7 +25,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
 
 fn main() {
     vmm::logger::init();
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(vmm::cli::expand_plan_subcommand(std::env::args_os()));
     let status = match run(cli) {
         Ok(status) => status,
         Err(e) => {

@@ -6,6 +6,7 @@ pub mod gdt;
 pub mod interrupts;
 pub mod layout;
 pub mod msr;
+pub mod plan;
 pub mod regs;
 pub mod reset_vector;
 
