@@ -6,7 +6,8 @@
 use std::io::Stdout;
 use std::sync::{Arc, Mutex};
 
-use arch::x86_64::layout::{self, pio};
+use arch::x86_64::layout::pio;
+use arch::x86_64::plan::{GuestMap, ResvKind};
 use arch::x86_64::GuestMemory;
 use devices::legacy::{AcpiPowerManagement, PvPanic, SerialConsole, I8042};
 use devices::pci::host_bridge::HostBridge;
@@ -81,9 +82,6 @@ pub enum DeviceError {
 /// KVM memory slots from here on hold device memory (BARs); guest RAM uses
 /// the ones below.
 const FIRST_DEVICE_SLOT: u32 = 16;
-
-/// The x86 MSI doorbell window: never a DMA target, reported to the guest.
-pub const MSI_WINDOW: (u64, u64) = (0xfee0_0000, 0xfeef_ffff);
 
 /// BDF of a device in `slot` of bus 0.
 fn bdf(slot: usize) -> u16 {
@@ -263,21 +261,20 @@ impl PciBuilder {
 }
 
 /// A host device opened through VFIO, before it is put on the bus.
-struct OpenedVfio {
-    bdf: String,
+pub struct OpenedVfio {
+    /// Host BDF, normalized.
+    pub bdf: String,
     device: Arc<vfio_ioctls::VfioDevice>,
-    container: Arc<vfio_ioctls::VfioContainer>,
+    /// Its container (shared by all `iommu=off` devices).
+    pub container: Arc<vfio_ioctls::VfioContainer>,
     iommu: bool,
 }
 
-/// Opens the assigned devices: one shared container, with all guest RAM
-/// mapped, for `iommu=off` devices; one empty container each for devices
-/// behind the virtio-iommu.
-fn open_vfio_devices(
-    vm: &VmFd,
-    memory: &GuestMemory,
-    config: &VmConfig,
-) -> Result<Vec<OpenedVfio>, DeviceError> {
+/// Opens the assigned devices before guest memory exists (so the planner
+/// can use what their containers accept): one shared container for
+/// `iommu=off` devices, one each for devices behind the virtio-iommu.
+/// Nothing is mapped yet.
+pub fn open_vfio_devices(vm: &VmFd, config: &VmConfig) -> Result<Vec<OpenedVfio>, DeviceError> {
     if config.vfio.is_empty() {
         return Ok(Vec::new());
     }
@@ -310,13 +307,6 @@ fn open_vfio_devices(
         };
         let device = crate::vfio::open_device(&bdf, &dir, container.clone())?;
         if !iommu && shared.is_none() {
-            // SAFETY: guest RAM stays mapped until the process exits.
-            unsafe { container.vfio_map_guest_memory(memory) }.map_err(|source| {
-                crate::vfio::VfioError::DmaMap {
-                    bdf: bdf.clone(),
-                    source,
-                }
-            })?;
             shared = Some(container.clone());
         }
         opened.push(OpenedVfio {
@@ -329,12 +319,30 @@ fn open_vfio_devices(
     Ok(opened)
 }
 
-/// Creates every device of the VM.
+/// Maps all guest RAM (IOVA = GPA) for the `iommu=off` devices' shared
+/// container.
+fn map_ram_for_unmanaged(opened: &[OpenedVfio], memory: &GuestMemory) -> Result<(), DeviceError> {
+    if let Some(o) = opened.iter().find(|o| !o.iommu) {
+        // SAFETY: guest RAM stays mapped until the process exits.
+        unsafe { o.container.vfio_map_guest_memory(memory) }.map_err(|source| {
+            crate::vfio::VfioError::DmaMap {
+                bdf: o.bdf.clone(),
+                source,
+            }
+        })?;
+    }
+    Ok(())
+}
+
+/// Creates every device of the VM, on the address map `map`; `opened` are
+/// the assigned devices from [`open_vfio_devices`].
 pub fn create(
     vm: &Arc<VmFd>,
     memory: &GuestMemory,
     config: &VmConfig,
     events: &Arc<GuestEvents>,
+    map: &GuestMap,
+    opened: Vec<OpenedVfio>,
 ) -> Result<Devices, DeviceError> {
     let mut pio_bus = Bus::new();
     let mut mmio_bus = Bus::new();
@@ -356,12 +364,11 @@ pub fn create(
         Arc::new(Mutex::new(PciConfigIo::new(root.clone()))),
     )?;
     mmio_bus.insert(
-        layout::PCI_ECAM_START,
-        layout::PCI_ECAM_SIZE,
+        map.ecam.0,
+        map.ecam.1,
         Arc::new(Mutex::new(PciConfigMmio::new(root.clone()))),
     )?;
-    let mmio32 = (layout::PCI_MMIO32_START, layout::PCI_MMIO32_SIZE);
-    let mmio64 = layout::pci_mmio64_window(config.memory);
+    let (mmio32, mmio64) = (map.mmio32, map.mmio64);
     for (base, size) in [mmio32, mmio64] {
         let window = Arc::new(Mutex::new(PciMmioWindow::new(root.clone(), base)));
         mmio_bus.insert(base, size, window)?;
@@ -381,7 +388,7 @@ pub fn create(
     let first_disk_slot = if config.needs_iommu() { 2 } else { 1 };
     let disk_bdf = |i: usize| bdf(first_disk_slot + i);
     let vfio_bdf = |j: usize| bdf(first_disk_slot + config.disks.len() + j);
-    let opened = open_vfio_devices(vm, memory, config)?;
+    map_ram_for_unmanaged(&opened, memory)?;
     let mut endpoints: Vec<u16> = (0..config.disks.len())
         .filter(|i| config.disks[*i].iommu)
         .map(disk_bdf)
@@ -401,13 +408,21 @@ pub fn create(
                     .iter()
                     .map(|bdf| EndpointConfig {
                         id: u32::from(*bdf),
-                        reserved: vec![ReservedRegion {
-                            start: MSI_WINDOW.0,
-                            end: MSI_WINDOW.1,
-                            kind: ReservedKind::Msi,
-                        }],
+                        reserved: map
+                            .probe_reserved
+                            .iter()
+                            .map(|r| ReservedRegion {
+                                start: r.span.start,
+                                end: r.span.end,
+                                kind: match r.kind {
+                                    ResvKind::Msi => ReservedKind::Msi,
+                                    ResvKind::Reserved => ReservedKind::Reserved,
+                                },
+                            })
+                            .collect(),
                     })
                     .collect(),
+                input_range: map.input_range(),
                 ..IommuConfig::default()
             },
             memory.clone(),
@@ -471,7 +486,7 @@ pub fn create(
         console,
         queue_events: pci.queue_events,
         pci: PciHostBridge {
-            ecam_base: layout::PCI_ECAM_START,
+            ecam_base: map.ecam.0,
             bus_start: 0,
             bus_end: 0,
             mmio32,

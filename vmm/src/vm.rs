@@ -30,6 +30,9 @@ pub enum VmError {
     /// Host KVM problem.
     #[error(transparent)]
     Kvm(#[from] KvmError),
+    /// No valid guest address map, or the host could not be read.
+    #[error(transparent)]
+    Plan(#[from] crate::plan::PlanFailure),
     /// A VM-level KVM ioctl failed.
     #[error("cannot {0}")]
     VmIoctl(&'static str, #[source] kvm_ioctls::Error),
@@ -137,7 +140,7 @@ pub fn register_memory(vm: &VmFd, memory: &GuestMemory) -> Result<(), VmError> {
 }
 
 /// Allocates guest RAM per the layout and registers it with KVM.
-fn create_memory(vm: &VmFd, size: u64) -> Result<GuestMemory, VmError> {
+fn create_memory(vm: &VmFd, size: u64, ram: &[layout::RamRegion]) -> Result<GuestMemory, VmError> {
     let host = host_memory();
     if size > host {
         return Err(VmError::MemoryTooLarge {
@@ -145,10 +148,7 @@ fn create_memory(vm: &VmFd, size: u64) -> Result<GuestMemory, VmError> {
             host: host >> 20,
         });
     }
-    let ranges: Vec<_> = layout::ram_regions(size)
-        .iter()
-        .map(|r| (r.start, r.size as usize))
-        .collect();
+    let ranges: Vec<_> = ram.iter().map(|r| (r.start, r.size as usize)).collect();
     let memory =
         GuestMemory::from_ranges(&ranges).map_err(|e| VmError::GuestMemory(size >> 20, e))?;
     register_memory(vm, &memory)?;
@@ -197,8 +197,33 @@ impl Vm {
         vm.create_pit2(pit)
             .map_err(|e| VmError::VmIoctl("create the in-kernel PIT", e))?;
 
-        let memory = create_memory(&vm, config.memory)?;
-        let ram = layout::ram_regions(config.memory);
+        // Assigned devices are opened first: what their containers accept
+        // is an input of the address plan.
+        let opened = device_manager::open_vfio_devices(&vm, config)?;
+        let bdfs: Vec<String> = opened.iter().map(|o| o.bdf.clone()).collect();
+        let (input, mut host) = crate::plan::gather(config, &bdfs)?;
+        for o in &opened {
+            match crate::vfio::iommu_info(&o.container) {
+                Ok(info) => {
+                    let ranges: Vec<_> = info
+                        .iova_ranges
+                        .iter()
+                        .map(|(s, e)| arch::x86_64::plan::IovaRange { start: *s, end: *e })
+                        .collect();
+                    if !ranges.is_empty() {
+                        host.add_iova_ranges(&o.bdf, &ranges);
+                    }
+                    if info.page_sizes != 0 {
+                        host.add_page_sizes(info.page_sizes);
+                    }
+                }
+                Err(e) => log::warn!("{}: cannot read the IOMMU's IOVA ranges: {e}", o.bdf),
+            }
+        }
+        let map =
+            arch::x86_64::plan::plan(&input, &host).map_err(crate::plan::PlanFailure::from)?;
+        let memory = create_memory(&vm, config.memory, &map.ram)?;
+        let ram = map.ram.clone();
         let entry = boot::load_linux(
             &memory,
             BootSource {
@@ -217,7 +242,7 @@ impl Vm {
         regs::write_gdt_and_idt(&memory)?;
         regs::write_identity_page_tables(&memory)?;
         let events = Arc::new(GuestEvents::new().map_err(DeviceError::EventFd)?);
-        let devices = device_manager::create(&vm, &memory, config, &events)?;
+        let devices = device_manager::create(&vm, &memory, config, &events, &map, opened)?;
         acpi::write_tables(
             &memory,
             GuestAddress(layout::ACPI_START),
