@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Builds the L2 guest initramfs: a static busybox, resources/guest/init as
-# /init, the scenarios from resources/guest/scenarios, and the kernel modules
-# the guest loads at boot (listed in /etc/modules). Usage:
+# /init, the scenarios from resources/guest/scenarios, the kernel modules
+# the guest loads at boot (listed in /etc/modules), the modules scenarios
+# load themselves (modprobe NAME: e1000e and vfio-pci for passthrough
+# devices), and busybox udhcpc's script (/etc/udhcpc/default.script).
+# Usage:
 #   resources/guest-initramfs.sh OUT.cpio.gz
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -21,6 +24,15 @@ wanted_modules=(
     "CONFIG_VIRTIO_IOMMU virtio_iommu"
     "CONFIG_VIRTIO_BLK virtio_blk"
 )
+# Modules copied in but loaded only by the scenarios that need them (they
+# would slow every boot): the NIC minivmm passes through (e1000e) and VFIO
+# for in-guest userspace drivers.
+on_demand_modules=(
+    "CONFIG_E1000E e1000e"
+    "CONFIG_VFIO vfio"
+    "CONFIG_VFIO_PCI vfio-pci"
+    "CONFIG_VFIO_IOMMU_TYPE1 vfio_iommu_type1"
+)
 
 log "building the L2 initramfs $out"
 root="$(mktemp -d)"
@@ -29,6 +41,7 @@ mkdir -p "$root"/{proc,sys,dev,tmp,run,etc,root,scenarios}
 install_busybox "$root"
 install -m 0755 "$here/guest/init" "$root/init"
 cp "$here"/guest/scenarios/*.sh "$root/scenarios/"
+install -D -m 0755 "$here/guest/udhcpc.script" "$root/etc/udhcpc/default.script"
 
 modules=()
 for entry in "${wanted_modules[@]}"; do
@@ -37,9 +50,18 @@ for entry in "${wanted_modules[@]}"; do
         modules+=("$module")
     fi
 done
+extra=()
+for entry in "${on_demand_modules[@]}"; do
+    read -r symbol module <<<"$entry"
+    if grep -qx "$symbol=m" "$config"; then
+        extra+=("$module")
+    fi
+done
 : >"$root/etc/modules"
+if [ "${#modules[@]}" -gt 0 ] || [ "${#extra[@]}" -gt 0 ]; then
+    copy_modules "$kroot" "$ver" "$root" "${modules[@]}" "${extra[@]}"
+fi
 if [ "${#modules[@]}" -gt 0 ]; then
-    copy_modules "$kroot" "$ver" "$root" "${modules[@]}"
     printf '%s\n' "${modules[@]}" >"$root/etc/modules"
 fi
 pack_cpio "$root" "$out"

@@ -3,14 +3,34 @@
 # The L1 serial console is this script's stdin/stdout.
 # Usage: resources/nested-host/run.sh --images DIR [--mode test|demo]
 #          [--scenarios a,b,c] [--timeout SECS] [--smp N] [--memory SIZE]
-#          [--scenario-timeout SECS]
+#          [--scenario-timeout SECS] [--iommu none|intel|amd]
+#          [--passthrough DEV]... [--append WORDS]
 # Test mode runs QEMU under `timeout` (default 900 s); demo mode keeps the
 # terminal in the foreground and has no time limit.
+#
+# --iommu gives L1 an emulated host IOMMU (default none: no vIOMMU):
+#   intel  -M q35,kernel-irqchip=split -device intel-iommu,intremap=on,
+#          caching-mode=on, and intel_iommu=on on L1's command line
+#   amd    -M q35,kernel-irqchip=split -device amd-iommu,intremap=on
+#          (the AMD IOMMU is on by default when the firmware lists it)
+# --passthrough adds a device to L1 for minivmm to pass through to L2
+# (repeatable); L1's /init binds it to vfio-pci. Devices sit on L1's root
+# bus at 0000:00:03.0, 0000:00:04.0, ... in the order given, and the list
+# goes to L1 as minivmm.vfio=BDF,BDF. DEV is one of
+#   virtio-blk:IMAGE   virtio-blk-pci (modern only, iommu_platform=on) on
+#                      the raw image file IMAGE (which must exist), with
+#                      serial=<IMAGE's file name>
+#   e1000e[:DIR]       e1000e on a QEMU user-mode network (L1's view:
+#                      10.0.2.0/24, gateway/DHCP/TFTP server 10.0.2.2);
+#                      with DIR, the TFTP server serves DIR
+#   edu                QEMU's edu device (DMA engine + MSI)
+# --append adds words to L1's kernel command line.
 set -euo pipefail
 # shellcheck source=resources/lib.sh
 . "$(dirname "$0")/../lib.sh"
 
 images="" mode=test scenarios="" limit=900 smp=4 memory=3G scenario_timeout=300
+iommu=none extra_append="" passthrough=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --images) images="$2"; shift 2 ;;
@@ -20,6 +40,9 @@ while [ $# -gt 0 ]; do
         --smp) smp="$2"; shift 2 ;;
         --memory) memory="$2"; shift 2 ;;
         --scenario-timeout) scenario_timeout="$2"; shift 2 ;;
+        --iommu) iommu="$2"; shift 2 ;;
+        --passthrough) passthrough+=("$2"); shift 2 ;;
+        --append) extra_append="$extra_append $2"; shift 2 ;;
         *) die "unknown argument $1 (see the header of $0)" ;;
     esac
 done
@@ -31,13 +54,58 @@ done
 append="console=ttyS0 quiet panic=-1 minivmm.mode=$mode minivmm.scenario_timeout=$scenario_timeout"
 [ -z "$scenarios" ] || append="$append minivmm.scenarios=$scenarios"
 
-qemu=(qemu-system-x86_64 -accel "tcg,thread=multi" -cpu max -M q35 -smp "$smp" -m "$memory"
+machine=(-M q35)
+devices=()
+case "$iommu" in
+    none) ;;
+    intel)
+        machine=(-M "q35,kernel-irqchip=split")
+        devices+=(-device "intel-iommu,intremap=on,caching-mode=on")
+        append="$append intel_iommu=on"
+        ;;
+    amd)
+        machine=(-M "q35,kernel-irqchip=split")
+        devices+=(-device "amd-iommu,intremap=on")
+        ;;
+    *) die "--iommu must be none, intel or amd (got $iommu)" ;;
+esac
+
+slot=3 bdfs="" n=0
+for dev in "${passthrough[@]}"; do
+    addr="$(printf '%02x.0' "$slot")"
+    case "$dev" in
+        virtio-blk:*)
+            image="${dev#virtio-blk:}"
+            [ -f "$image" ] || die "--passthrough $dev: no image file $image"
+            devices+=(-drive "file=$image,if=none,format=raw,cache=unsafe,id=pt$n"
+                -device "virtio-blk-pci,drive=pt$n,disable-legacy=on,iommu_platform=on,serial=${image##*/},addr=$addr")
+            ;;
+        e1000e | e1000e:*)
+            netdev="user,id=pt$n"
+            if [ "$dev" != e1000e ]; then
+                tftp="${dev#e1000e:}"
+                [ -d "$tftp" ] || die "--passthrough $dev: no directory $tftp"
+                netdev="$netdev,tftp=$(cd "$tftp" && pwd)"
+            fi
+            devices+=(-netdev "$netdev" -device "e1000e,netdev=pt$n,romfile=,addr=$addr")
+            ;;
+        edu) devices+=(-device "edu,addr=$addr") ;;
+        *) die "unknown --passthrough device $dev (virtio-blk:IMAGE, e1000e[:DIR] or edu)" ;;
+    esac
+    bdfs="$bdfs,0000:00:$addr"
+    slot=$((slot + 1))
+    n=$((n + 1))
+done
+[ -z "$bdfs" ] || append="$append minivmm.vfio=${bdfs#,}"
+append="$append$extra_append"
+
+qemu=(qemu-system-x86_64 -accel "tcg,thread=multi" -cpu max "${machine[@]}" -smp "$smp" -m "$memory"
     -nographic -no-reboot -nic none -kernel "$images/vmlinuz" -initrd "$images/initrd.img"
-    -append "$append")
+    "${devices[@]}" -append "$append")
 
 if [ "$mode" = demo ]; then
     log "booting the nested host (quit QEMU with Ctrl-a x)"
     exec "${qemu[@]}"
 fi
-log "booting the nested host: scenarios=$scenarios timeout=${limit}s"
+log "booting the nested host: scenarios=$scenarios timeout=${limit}s iommu=$iommu passthrough=${passthrough[*]:-none}"
 exec timeout -s KILL "$limit" "${qemu[@]}" </dev/null

@@ -7,6 +7,61 @@ const SCENARIO_START: &str = "MINIVMM-SCENARIO-START ";
 const SCENARIO_END: &str = "MINIVMM-SCENARIO-END ";
 const L2_RESULT: &str = "MINIVMM-L2-RESULT ";
 const L1_DONE: &str = "MINIVMM-L1-DONE";
+const L1_VFIO: &str = "MINIVMM-L1-VFIO ";
+
+/// A passthrough device as L1's `/init` left it:
+/// `MINIVMM-L1-VFIO bdf=B kind=K group=N|none bound=yes|no driver=D regions=R`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VfioDevice {
+    /// Its BDF in L1.
+    pub bdf: String,
+    /// `virtio-blk`, `e1000e`, `edu`, `unknown` (other IDs) or `missing`.
+    pub kind: String,
+    /// Its IOMMU group, if it has one.
+    pub group: Option<u32>,
+    /// Whether vfio-pci drives it.
+    pub bound: bool,
+    /// The driver bound to it (`none` if none).
+    pub driver: String,
+    /// The lines of its group's `reserved_regions`, such as
+    /// `0x00000000fee00000 0x00000000feefffff msi`.
+    pub reserved_regions: Vec<String>,
+}
+
+impl VfioDevice {
+    fn parse(rest: &str) -> Option<Self> {
+        let (fields, regions) = match rest.split_once("regions=") {
+            Some((fields, regions)) => (fields, regions.trim()),
+            None => (rest, ""),
+        };
+        let field = |key: &str| {
+            fields
+                .split_whitespace()
+                .find_map(|word| word.strip_prefix(key)?.strip_prefix('='))
+        };
+        Some(Self {
+            bdf: field("bdf")?.to_string(),
+            kind: field("kind").unwrap_or("unknown").to_string(),
+            group: field("group").and_then(|group| group.parse().ok()),
+            bound: field("bound") == Some("yes"),
+            driver: field("driver").unwrap_or("none").to_string(),
+            reserved_regions: regions
+                .split(';')
+                .map(str::trim)
+                .filter(|region| !region.is_empty())
+                .map(str::to_string)
+                .collect(),
+        })
+    }
+
+    /// Whether its group reserves a region starting with `prefix` (for
+    /// example `0x00000000fee00000 0x00000000feefffff msi`).
+    pub fn reserves(&self, prefix: &str) -> bool {
+        self.reserved_regions
+            .iter()
+            .any(|region| region.starts_with(prefix))
+    }
+}
 
 /// The verdict line an L2 test guest prints:
 /// `MINIVMM-L2-RESULT <name> PASS|FAIL <details>`.
@@ -87,6 +142,8 @@ pub(crate) struct Transcript {
     pub l1_ready: Option<Duration>,
     /// Whether L1 printed its done marker.
     pub done: bool,
+    /// The passthrough devices L1 bound to vfio-pci, in its order.
+    pub vfio: Vec<VfioDevice>,
     /// Scenarios in the order they started.
     pub scenarios: Vec<ScenarioOutcome>,
     /// Start time of the scenario that is running.
@@ -100,6 +157,8 @@ impl Transcript {
         if let Some(rest) = after(line, L1_READY) {
             self.kvm = Some(rest.split_whitespace().any(|word| word == "kvm=yes"));
             self.l1_ready = Some(at);
+        } else if let Some(rest) = after(line, L1_VFIO) {
+            self.vfio.extend(VfioDevice::parse(rest.trim()));
         } else if let Some(rest) = after(line, SCENARIO_START) {
             self.scenarios.push(ScenarioOutcome::started(rest.trim()));
             self.current = Some(at);
@@ -196,6 +255,35 @@ mod tests {
         assert!(!l2.passed);
         assert_eq!(l2.details, "online=0(1)!=2 missing-acpi-APIC");
         assert_eq!(l2.uptime, None);
+    }
+
+    #[test]
+    fn parses_vfio_devices() {
+        let mut t = Transcript::default();
+        t.feed(
+            secs(4),
+            "MINIVMM-L1-VFIO bdf=0000:00:03.0 kind=virtio-blk group=2 bound=yes driver=vfio-pci \
+             regions=0x00000000fee00000 0x00000000feefffff msi;0x000000fd00000000 0x000000ffffffffff reserved",
+        );
+        t.feed(
+            secs(4),
+            "MINIVMM-L1-VFIO bdf=0000:00:04.0 kind=e1000e group=none bound=no driver=none regions=",
+        );
+        t.feed(secs(5), "MINIVMM-L1-VFIO-PROBE bdf=0000:00:03.0 group=2");
+        assert_eq!(t.vfio.len(), 2);
+        let blk = &t.vfio[0];
+        assert_eq!(blk.bdf, "0000:00:03.0");
+        assert_eq!(blk.kind, "virtio-blk");
+        assert_eq!(blk.group, Some(2));
+        assert!(blk.bound);
+        assert_eq!(blk.driver, "vfio-pci");
+        assert_eq!(blk.reserved_regions.len(), 2);
+        assert!(blk.reserves("0x00000000fee00000 0x00000000feefffff msi"));
+        assert!(blk.reserves("0x000000fd00000000 0x000000ffffffffff"));
+        let nic = &t.vfio[1];
+        assert_eq!(nic.group, None);
+        assert!(!nic.bound);
+        assert!(nic.reserved_regions.is_empty());
     }
 
     #[test]

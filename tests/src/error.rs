@@ -31,6 +31,15 @@ pub enum Error {
         /// Its exit status.
         status: ExitStatus,
     },
+    /// A file of the run (an image, the TFTP file) could not be written.
+    #[error("could not write {path}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
     /// The console log could not be written.
     #[error("could not write the console log {path}")]
     Log {

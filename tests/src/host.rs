@@ -11,8 +11,11 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::console::{ScenarioOutcome, Transcript};
+use crate::console::{ScenarioOutcome, Transcript, VfioDevice};
 use crate::images::{build_images, target_dir, workspace_root};
+use crate::passthrough::{
+    create_image, passthrough_bdf, tftp_file, HostIommu, Passthrough, PassthroughDevice, TftpFile,
+};
 use crate::Error;
 
 /// How many console lines an error shows.
@@ -27,6 +30,8 @@ pub struct NestedHost {
     scenario_timeout: Duration,
     smp: u32,
     memory: String,
+    host_iommu: HostIommu,
+    passthrough: Vec<Passthrough>,
 }
 
 impl NestedHost {
@@ -39,7 +44,82 @@ impl NestedHost {
             scenario_timeout: Duration::from_secs(120),
             smp: 4,
             memory: "3G".to_string(),
+            host_iommu: HostIommu::None,
+            passthrough: Vec::new(),
         }
+    }
+
+    /// The emulated IOMMU L1 gets (default [`HostIommu::None`]).
+    pub fn host_iommu(mut self, iommu: HostIommu) -> Self {
+        self.host_iommu = iommu;
+        self
+    }
+
+    /// Adds a device to L1 for minivmm to pass through (repeatable). L1
+    /// binds it to vfio-pci before the scenarios run; the devices sit at
+    /// 0000:00:03.0, 0000:00:04.0, ... in the order they were added (see
+    /// [`NestedHost::passthrough_bdfs`]), and scenarios find them with
+    /// `vfio_bdf KIND` from `scenarios/vfio.inc`.
+    pub fn passthrough(mut self, device: Passthrough) -> Self {
+        self.passthrough.push(device);
+        self
+    }
+
+    /// The BDFs the passthrough devices get in L1, in the order added.
+    pub fn passthrough_bdfs(&self) -> Vec<String> {
+        (0..self.passthrough.len()).map(passthrough_bdf).collect()
+    }
+
+    /// Creates the files the passthrough devices need (fresh images, the
+    /// TFTP file) and returns the devices, the TFTP file (with an e1000e)
+    /// and the run.sh arguments for them.
+    fn prepare_passthrough(&self) -> Result<Prepared, Error> {
+        let mut devices = Vec::new();
+        let mut tftp = None;
+        let mut args = vec!["--iommu".to_string(), self.host_iommu.as_arg().to_string()];
+        let dir = target_dir().join("nested").join(&self.name);
+        let mut blk = 0;
+        for (index, &device) in self.passthrough.iter().enumerate() {
+            let mut image = None;
+            let spec = match device {
+                Passthrough::VirtioBlk { image_mib } => {
+                    let path = dir.join(format!("passthrough-blk{blk}.img"));
+                    blk += 1;
+                    create_image(&path, image_mib)?;
+                    let spec = format!("virtio-blk:{}", path.display());
+                    image = Some(path);
+                    spec
+                }
+                Passthrough::E1000e => {
+                    let file = match &tftp {
+                        Some(file) => file,
+                        None => tftp.insert(tftp_file()?),
+                    };
+                    format!("e1000e:{}", file.dir.display())
+                }
+                Passthrough::Edu => "edu".to_string(),
+            };
+            args.extend(["--passthrough".to_string(), spec]);
+            devices.push(PassthroughDevice {
+                device,
+                bdf: passthrough_bdf(index),
+                image,
+            });
+        }
+        if let Some(file) = &tftp {
+            args.extend([
+                "--append".to_string(),
+                format!(
+                    "minivmm.tftp_file={} minivmm.tftp_sha256={}",
+                    file.name, file.sha256
+                ),
+            ]);
+        }
+        Ok(Prepared {
+            devices,
+            tftp,
+            args,
+        })
     }
 
     /// Adds one scenario (a file in `resources/nested-host/scenarios/`).
@@ -82,9 +162,14 @@ impl NestedHost {
     /// stderr and `target/nested/<name>.log` with a host timestamp per line,
     /// and returns the per-scenario outcomes. Fails with the console tail
     /// when L1 times out or a marker (ready, a scenario's start or end,
-    /// done) is missing.
+    /// done, one `MINIVMM-L1-VFIO` per passthrough device) is missing.
     pub fn run(&self) -> Result<Run, Error> {
         let images = build_images()?;
+        let Prepared {
+            devices: passthrough,
+            tftp,
+            args: passthrough_args,
+        } = self.prepare_passthrough()?;
         let log_dir = target_dir().join("nested");
         let log_path = log_dir.join(format!("{}.log", self.name));
         let log_error = |source| Error::Log {
@@ -106,6 +191,7 @@ impl NestedHost {
                 &self.scenario_timeout.as_secs().to_string(),
             ])
             .args(["--smp", &self.smp.to_string(), "--memory", &self.memory])
+            .args(&passthrough_args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -171,6 +257,11 @@ impl NestedHost {
                 return Err(missing(format!("MINIVMM-SCENARIO-END {name}")));
             }
         }
+        for device in &passthrough {
+            if !transcript.vfio.iter().any(|vfio| vfio.bdf == device.bdf) {
+                return Err(missing(format!("MINIVMM-L1-VFIO bdf={}", device.bdf)));
+            }
+        }
         if !transcript.done {
             return Err(missing("MINIVMM-L1-DONE".to_string()));
         }
@@ -179,9 +270,23 @@ impl NestedHost {
             l1_ready: transcript.l1_ready.unwrap_or_default(),
             elapsed,
             scenarios: transcript.scenarios,
+            host_iommu: self.host_iommu,
+            passthrough,
+            vfio: transcript.vfio,
+            tftp,
             log: log_path,
         })
     }
+}
+
+/// What a run's passthrough devices need, made before L1 boots.
+struct Prepared {
+    /// The devices with their BDFs and images.
+    devices: Vec<PassthroughDevice>,
+    /// The TFTP file, when there is an e1000e.
+    tftp: Option<TftpFile>,
+    /// The run.sh arguments for the host IOMMU and the devices.
+    args: Vec<String>,
 }
 
 /// The result of a nested run that reached `MINIVMM-L1-DONE`.
@@ -195,11 +300,24 @@ pub struct Run {
     pub elapsed: Duration,
     /// The scenarios in the order they ran.
     pub scenarios: Vec<ScenarioOutcome>,
+    /// The emulated IOMMU L1 had.
+    pub host_iommu: HostIommu,
+    /// The passthrough devices L1 had, in the order added.
+    pub passthrough: Vec<PassthroughDevice>,
+    /// How L1 left each passthrough device (its `MINIVMM-L1-VFIO` lines).
+    pub vfio: Vec<VfioDevice>,
+    /// The file the e1000e's TFTP server served, if there was an e1000e.
+    pub tftp: Option<TftpFile>,
     /// The full console log.
     pub log: PathBuf,
 }
 
 impl Run {
+    /// How L1 left the passthrough device at `bdf`, if it reported it.
+    pub fn vfio_device(&self, bdf: &str) -> Option<&VfioDevice> {
+        self.vfio.iter().find(|device| device.bdf == bdf)
+    }
+
     /// The outcome of scenario `name`, if it ran.
     pub fn scenario(&self, name: &str) -> Option<&ScenarioOutcome> {
         self.scenarios.iter().find(|scenario| scenario.name == name)

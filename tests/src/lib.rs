@@ -25,17 +25,40 @@
 //! | marker | meaning |
 //! |---|---|
 //! | `MINIVMM-L1-READY kvm=yes\|no` | L1 is up and tried to load kvm-amd |
+//! | `MINIVMM-L1-VFIO bdf=B kind=K group=N bound=yes\|no driver=D regions=R` | L1 bound a passthrough device to vfio-pci |
 //! | `MINIVMM-SCENARIO-START <name>` | L1 starts a scenario |
 //! | `MINIVMM-L2-RESULT <name> PASS\|FAIL <details>` | the L2 guest's verdict |
 //! | `MINIVMM-SCENARIO-END <name> rc=<n>` | the scenario ended with status n |
 //! | `MINIVMM-L1-DONE` | every scenario ran; L1 powers off |
+//!
+//! For VFIO passthrough, L1 can get an emulated host IOMMU
+//! ([`NestedHost::host_iommu`]) and devices bound to vfio-pci
+//! ([`NestedHost::passthrough`]):
+//!
+//! ```no_run
+//! use minivmm_tests::{HostIommu, NestedHost, Passthrough};
+//!
+//! let run = NestedHost::new("example-vfio")
+//!     .host_iommu(HostIommu::Intel)
+//!     .passthrough(Passthrough::VirtioBlk { image_mib: 16 })
+//!     .passthrough(Passthrough::E1000e)
+//!     .scenario("vfio-host")
+//!     .run()
+//!     .unwrap_or_else(|e| panic!("{e}"));
+//! let nic = run.vfio_device("0000:00:04.0").expect("the e1000e");
+//! assert!(nic.bound && nic.group.is_some());
+//! ```
 
 mod console;
 mod error;
 mod host;
 mod images;
+mod passthrough;
 
-pub use console::{L2Result, ScenarioOutcome};
+pub use console::{L2Result, ScenarioOutcome, VfioDevice};
 pub use error::Error;
 pub use host::{NestedHost, Run};
 pub use images::{build_images, minivmm_binary, target_dir, workspace_root, Images};
+pub use passthrough::{
+    passthrough_bdf, sha256_of, tftp_file, HostIommu, Passthrough, PassthroughDevice, TftpFile,
+};
