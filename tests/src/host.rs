@@ -32,6 +32,7 @@ pub struct NestedHost {
     memory: String,
     host_iommu: HostIommu,
     passthrough: Vec<Passthrough>,
+    append: Vec<String>,
 }
 
 impl NestedHost {
@@ -46,7 +47,15 @@ impl NestedHost {
             memory: "3G".to_string(),
             host_iommu: HostIommu::None,
             passthrough: Vec::new(),
+            append: Vec::new(),
         }
+    }
+
+    /// Adds words to L1's kernel command line (scenario parameters such as
+    /// `minivmm.vfio_iommu=on`).
+    pub fn append(mut self, words: &str) -> Self {
+        self.append.push(words.to_string());
+        self
     }
 
     /// The emulated IOMMU L1 gets (default [`HostIommu::None`]).
@@ -114,6 +123,9 @@ impl NestedHost {
                     file.name, file.sha256
                 ),
             ]);
+        }
+        for words in &self.append {
+            args.extend(["--append".to_string(), words.clone()]);
         }
         Ok(Prepared {
             devices,
