@@ -3,7 +3,8 @@
 # /init, the scenarios from resources/guest/scenarios, the kernel modules
 # the guest loads at boot (listed in /etc/modules), the modules scenarios
 # load themselves (modprobe NAME: e1000e and vfio-pci for passthrough
-# devices), and busybox udhcpc's script (/etc/udhcpc/default.script).
+# devices), busybox udhcpc's script (/etc/udhcpc/default.script) and the
+# static tools from resources/guest/tools (/usr/bin/NAME).
 # Usage:
 #   resources/guest-initramfs.sh OUT.cpio.gz
 set -euo pipefail
@@ -42,6 +43,13 @@ install_busybox "$root"
 install -m 0755 "$here/guest/init" "$root/init"
 cp "$here"/guest/scenarios/*.sh "$root/scenarios/"
 install -D -m 0755 "$here/guest/udhcpc.script" "$root/etc/udhcpc/default.script"
+# Static helpers the scenarios run (guest/tools/NAME.c -> /usr/bin/NAME;
+# vfio-maplat for the maplat scenario).
+for tool in "$here"/guest/tools/*.c; do
+    [ -e "$tool" ] || continue
+    command -v "${CC:-cc}" >/dev/null || die "no C compiler (${CC:-cc}) for $tool (install gcc)"
+    "${CC:-cc}" -static -O2 -s -Wall -o "$root/usr/bin/$(basename "$tool" .c)" "$tool"
+done
 
 modules=()
 for entry in "${wanted_modules[@]}"; do

@@ -8,19 +8,26 @@
 #                    initramfs (/l2/initrd.img), the scenarios and
 #                    /usr/bin/vfio-probe (tools/vfio-probe.c, built static
 #                    with the C compiler that links Rust programs).
-# Usage: resources/nested-host/build.sh --minivmm PATH --out DIR
+# With --with-qemu the initramfs also carries this host's
+# qemu-system-x86_64 (/usr/bin, with its libraries and the firmware files
+# it needs for `-M q35 -nodefaults -kernel`: SeaBIOS bios-256k.bin,
+# linuxboot_dma.bin, kvmvapic.bin), so an L1 scenario can run the same L2
+# under QEMU/KVM for comparison (scenarios/maplat.sh). Only the map_latency
+# test builds that variant; the default image stays small.
+# Usage: resources/nested-host/build.sh --minivmm PATH --out DIR [--with-qemu]
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 res="$(dirname "$here")"
 # shellcheck source=resources/lib.sh
 . "$res/lib.sh"
 
-minivmm="" out=""
+minivmm="" out="" with_qemu=no
 while [ $# -gt 0 ]; do
     case "$1" in
         --minivmm) minivmm="$2"; shift 2 ;;
         --out) out="$2"; shift 2 ;;
-        *) die "usage: $0 --minivmm PATH --out DIR" ;;
+        --with-qemu) with_qemu=yes; shift ;;
+        *) die "usage: $0 --minivmm PATH --out DIR [--with-qemu]" ;;
     esac
 done
 if [ -z "$minivmm" ] || [ -z "$out" ]; then
@@ -49,6 +56,17 @@ copy_modules "$kroot" "$ver" "$root" kvm-amd vfio-pci vfio_iommu_type1
 copy_binary "$minivmm" "$root" /usr/bin/minivmm
 command -v "${CC:-cc}" >/dev/null || die "no C compiler (${CC:-cc}) for tools/vfio-probe.c (install gcc)"
 "${CC:-cc}" -static -Os -s -Wall -o "$root/usr/bin/vfio-probe" "$here/tools/vfio-probe.c"
+if [ "$with_qemu" = yes ]; then
+    qemu="$(command -v qemu-system-x86_64)" || die "--with-qemu: no qemu-system-x86_64 on this host"
+    copy_binary "$qemu" "$root" /usr/bin/qemu-system-x86_64
+    # Debian's QEMU finds firmware in /usr/share/qemu and /usr/share/seabios.
+    for fw in /usr/share/seabios/bios-256k.bin /usr/share/qemu/linuxboot_dma.bin \
+        /usr/share/qemu/kvmvapic.bin; do
+        [ -f "$fw" ] || die "--with-qemu: missing QEMU firmware $fw"
+        install -D -m 0644 "$(readlink -f "$fw")" "$root$fw"
+    done
+    log "the L1 initramfs carries $("$qemu" --version | head -n1)"
+fi
 cp "$kroot/boot/vmlinuz-$ver" "$root/l2/vmlinuz"
 cp "$out/l2-initrd.img" "$root/l2/initrd.img"
 pack_cpio "$root" "$out/initrd.img"

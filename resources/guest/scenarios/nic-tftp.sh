@@ -38,8 +38,12 @@ bytes="$(wc -c <"/tmp/$file")"
 msix="$(grep -E "PCI-MSIX.*$iface" /proc/interrupts | awk '{ n = 0; for (i = 2; i <= NF; i++) if ($i ~ /^[0-9]+$/) n += $i; else break; total += n } END { print total + 0 }')"
 group=none
 link="$(readlink -f "/sys/class/net/$iface/device/iommu_group" 2>/dev/null || true)"
-[ -n "$link" ] && [ -e "$link" ] && group="${link##*/}:$(cat "$link/type" 2>/dev/null)"
-echo "MINIVMM-NIC ip=$ip iface=$iface sha256=$got bytes=$bytes msix_irqs=$msix group=$group"
+regions=""
+if [ -n "$link" ] && [ -e "$link" ]; then
+    group="${link##*/}:$(cat "$link/type" 2>/dev/null)"
+    regions="$(tr ' ' '_' <"$link/reserved_regions" | tr '\n' ';')"
+fi
+echo "MINIVMM-NIC ip=$ip iface=$iface sha256=$got bytes=$bytes msix_irqs=$msix group=$group regions=$regions"
 [ "$msix" -gt 0 ] || fail "$iface: no MSI-X interrupt was delivered"
 [ "$got" = "$want" ] || fail "$file: sha256 $got, expected $want"
 pass "ip=$ip bytes=$bytes"
