@@ -12,7 +12,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::console::{ScenarioOutcome, Transcript, VfioDevice};
-use crate::images::{build_images, target_dir, workspace_root};
+use crate::images::{build_images, target_dir, workspace_root, Images};
 use crate::passthrough::{
     create_image, passthrough_bdf, tftp_file, HostIommu, Passthrough, PassthroughDevice, TftpFile,
 };
@@ -33,6 +33,7 @@ pub struct NestedHost {
     host_iommu: HostIommu,
     passthrough: Vec<Passthrough>,
     append: Vec<String>,
+    images: Option<Images>,
 }
 
 impl NestedHost {
@@ -48,7 +49,15 @@ impl NestedHost {
             host_iommu: HostIommu::None,
             passthrough: Vec::new(),
             append: Vec::new(),
+            images: None,
         }
+    }
+
+    /// Boots these images instead of the default ones of [`build_images`]
+    /// (for example a variant from [`crate::build_image_variant`]).
+    pub fn images(mut self, images: Images) -> Self {
+        self.images = Some(images);
+        self
     }
 
     /// Adds words to L1's kernel command line (scenario parameters such as
@@ -176,7 +185,10 @@ impl NestedHost {
     /// when L1 times out or a marker (ready, a scenario's start or end,
     /// done, one `MINIVMM-L1-VFIO` per passthrough device) is missing.
     pub fn run(&self) -> Result<Run, Error> {
-        let images = build_images()?;
+        let images = match &self.images {
+            Some(images) => images.clone(),
+            None => build_images()?,
+        };
         let Prepared {
             devices: passthrough,
             tftp,

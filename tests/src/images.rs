@@ -75,3 +75,35 @@ pub fn build_images() -> Result<Images, Error> {
     *built = Some(images.clone());
     Ok(images)
 }
+
+/// Builds a variant of the images into `target/nested/<name>` with extra
+/// `build.sh` options (for example `--with-qemu`, which adds QEMU to L1 for
+/// the map latency comparison). Built on every call; the default images of
+/// [`build_images`] are left alone.
+pub fn build_image_variant(name: &str, options: &[&str]) -> Result<Images, Error> {
+    let bin = minivmm_binary();
+    if !bin.is_file() {
+        return Err(Error::MissingBinary(bin));
+    }
+    let dir = target_dir().join("nested").join(name);
+    let mut command = Command::new("bash");
+    command
+        .arg(workspace_root().join("resources/nested-host/build.sh"))
+        .arg("--minivmm")
+        .arg(&bin)
+        .arg("--out")
+        .arg(&dir)
+        .args(options);
+    let description = format!("{command:?}");
+    let status = command.status().map_err(|source| Error::Spawn {
+        command: description.clone(),
+        source,
+    })?;
+    if !status.success() {
+        return Err(Error::CommandFailed {
+            command: description,
+            status,
+        });
+    }
+    Ok(Images { dir })
+}

@@ -58,7 +58,9 @@ mod passthrough;
 pub use console::{L2Result, ScenarioOutcome, VfioDevice};
 pub use error::Error;
 pub use host::{NestedHost, Run};
-pub use images::{build_images, minivmm_binary, target_dir, workspace_root, Images};
+pub use images::{
+    build_image_variant, build_images, minivmm_binary, target_dir, workspace_root, Images,
+};
 pub use passthrough::{
     passthrough_bdf, sha256_of, tftp_file, HostIommu, Passthrough, PassthroughDevice, TftpFile,
 };

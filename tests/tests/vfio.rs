@@ -1,15 +1,23 @@
-//! VFIO passthrough through minivmm, on L1s with an emulated Intel or AMD
-//! IOMMU: L1's e1000e assigned to L2 fetches a file over TFTP (MSI-X, data
-//! checked by hash) with and without the virtio-iommu; L1's virtio-blk-pci
-//! assigned to L2 takes O_DIRECT writes checked in the guest and in the
-//! host's image, without the IOMMU and behind it in strict and lazy mode,
-//! three runs in a row on the same device; a plan that cannot avoid a host
-//! region is refused.
+//! VFIO passthrough through minivmm, on L1s with an emulated Intel and an
+//! emulated AMD IOMMU (one L1 boot each, several L2 runs in a row on the
+//! same devices, which exercises release and reset):
+//! - L1's e1000e assigned to L2 brings its link up with MSI-X and fetches a
+//!   file over TFTP (checked by hash), without and behind the virtio-iommu;
+//! - L1's virtio-blk-pci assigned to L2 takes O_DIRECT writes checked in the
+//!   guest and in the host's image, without the IOMMU and behind it in strict
+//!   and lazy mode;
+//! - on AMD the HyperTransport hole reaches the guest as RESERVED and, with
+//!   IOVAs forced above 4 GiB, traffic still works (a MAP into the hole
+//!   would be refused and the transfer fail);
+//! - a plan that cannot avoid a host region is refused with one error line.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
 
 use minivmm_tests::{HostIommu, NestedHost, Passthrough, Run};
+
+const MSI_WINDOW: &str = "0x00000000fee00000_0x00000000feefffff_msi";
+const AMD_HT_HOLE: &str = "0x000000fd00000000_0x000000ffffffffff_reserved";
 
 /// `key=value` fields of scenario `name`'s first console line with `marker`.
 fn fields(run: &Run, name: &str, marker: &str) -> BTreeMap<String, String> {
@@ -27,73 +35,49 @@ fn fields(run: &Run, name: &str, marker: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn nic_tftp(
-    name: &str,
-    iommu: HostIommu,
-    vfio_iommu: &str,
-    forcedac: bool,
-) -> BTreeMap<String, String> {
-    let run = NestedHost::new(name)
-        .host_iommu(iommu)
-        .passthrough(Passthrough::E1000e)
-        .append(&format!(
-            "minivmm.vfio_iommu={vfio_iommu} minivmm.l2_forcedac={}",
-            u8::from(forcedac)
-        ))
-        .scenario("nic-tftp")
-        .run()
-        .unwrap_or_else(|e| panic!("{e}"));
-    let outcome = run
-        .expect_l2_pass("nic-tftp")
-        .unwrap_or_else(|e| panic!("{e}"));
-    println!(
-        "{name}: L2 boot + DHCP + TFTP through the assigned e1000e: {:.1}s",
-        outcome.duration.unwrap_or_default().as_secs_f64()
-    );
-    let nic = fields(&run, "nic-tftp", "MINIVMM-NIC ");
+fn duration(run: &Run, name: &str) -> f64 {
+    run.scenario(name)
+        .and_then(|o| o.duration)
+        .unwrap_or_default()
+        .as_secs_f64()
+}
+
+/// Checks a nic-tftp-* scenario; returns its MINIVMM-NIC fields.
+fn check_nic(run: &Run, name: &str, behind_iommu: bool) -> BTreeMap<String, String> {
+    run.expect_l2_pass(name).unwrap_or_else(|e| panic!("{e}"));
+    let nic = fields(run, name, "MINIVMM-NIC ");
     let irqs: u64 = nic
         .get("msix_irqs")
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
     assert!(irqs > 0, "{name}: no MSI-X interrupts: {nic:?}");
     let in_group = nic.get("group").is_some_and(|g| g != "none");
-    assert_eq!(in_group, vfio_iommu == "on", "{name}: {nic:?}");
+    assert_eq!(in_group, behind_iommu, "{name}: {nic:?}");
+    if behind_iommu {
+        let regions = nic.get("regions").cloned().unwrap_or_default();
+        assert!(regions.contains(MSI_WINDOW), "{name}: {regions}");
+    }
+    println!(
+        "{name}: L2 boot + DHCP + TFTP through the assigned e1000e: {:.1}s",
+        duration(run, name)
+    );
     nic
 }
 
-#[test]
-#[ignore = "boots the nested host; run by tests/run.sh"]
-fn e1000e_without_viommu_on_intel() {
-    nic_tftp("vfio-nic-intel-off", HostIommu::Intel, "off", false);
-}
-
-#[test]
-#[ignore = "boots the nested host; run by tests/run.sh"]
-fn e1000e_behind_the_virtio_iommu_on_intel() {
-    let nic = nic_tftp("vfio-nic-intel-on", HostIommu::Intel, "on", false);
-    let regions = nic.get("regions").cloned().unwrap_or_default();
-    assert!(
-        regions.contains("0x00000000fee00000_0x00000000feefffff_msi"),
-        "{regions}"
+/// Checks a pt-disk-* scenario (`domain`: the guest group's expected type).
+fn check_disk(run: &Run, name: &str, domain: Option<&str>) -> BTreeMap<String, String> {
+    run.expect_l2_pass(name).unwrap_or_else(|e| panic!("{e}"));
+    let disk = fields(run, name, "MINIVMM-PTDISK ");
+    let group = disk.get("group").cloned().unwrap_or_default();
+    match domain {
+        None => assert_eq!(group, "none", "{name}"),
+        Some(d) => assert!(group.ends_with(&format!(":{d}")), "{name}: group {group}"),
+    }
+    println!(
+        "{name}: L2 boot + 8 MiB O_DIRECT write/read on the assigned disk: {:.1}s",
+        duration(run, name)
     );
-}
-
-/// On AMD the HyperTransport hole reaches the guest as RESERVED, and with
-/// IOVAs forced above 4 GiB the guest's traffic still works (no mapping
-/// lands in the hole: minivmm would refuse it and the transfer would fail).
-#[test]
-#[ignore = "boots the nested host; run by tests/run.sh"]
-fn e1000e_behind_the_virtio_iommu_on_amd_avoids_the_ht_hole() {
-    let nic = nic_tftp("vfio-nic-amd-on", HostIommu::Amd, "on", true);
-    let regions = nic.get("regions").cloned().unwrap_or_default();
-    assert!(
-        regions.contains("0x000000fd00000000_0x000000ffffffffff_reserved"),
-        "{regions}"
-    );
-    assert!(
-        regions.contains("0x00000000fee00000_0x00000000feefffff_msi"),
-        "{regions}"
-    );
+    disk
 }
 
 fn sha256_of(path: &std::path::Path, offset: u64, len: usize) -> String {
@@ -118,45 +102,42 @@ fn sha256_of(path: &std::path::Path, offset: u64, len: usize) -> String {
         .to_string()
 }
 
-#[test]
-#[ignore = "boots the nested host; run by tests/run.sh"]
-fn virtio_blk_pci_passthrough_on_intel() {
-    let scenarios = [
-        "pt-disk-off",
-        "pt-disk-strict",
-        "pt-disk-lazy",
-        "plan-refused",
-    ];
-    let run = NestedHost::new("vfio-disk-intel")
-        .host_iommu(HostIommu::Intel)
-        .passthrough(Passthrough::VirtioBlk { image_mib: 32 })
-        .scenarios(scenarios)
-        .run()
-        .unwrap_or_else(|e| panic!("{e}"));
-    for (name, domain) in [
-        ("pt-disk-off", None),
-        ("pt-disk-strict", Some("DMA")),
-        ("pt-disk-lazy", Some("DMA-FQ")),
-    ] {
-        let outcome = run.expect_l2_pass(name).unwrap_or_else(|e| panic!("{e}"));
-        let disk = fields(&run, name, "MINIVMM-PTDISK ");
-        let group = disk.get("group").cloned().unwrap_or_default();
-        match domain {
-            None => assert_eq!(group, "none", "{name}"),
-            Some(d) => assert!(group.ends_with(&format!(":{d}")), "{name}: group {group}"),
-        }
-        println!(
-            "{name}: L2 boot + 8 MiB O_DIRECT write/read on the assigned disk: {:.1}s",
-            outcome.duration.unwrap_or_default().as_secs_f64()
-        );
-    }
-    // What the last run wrote is in the host's image behind L1's device.
-    let last = fields(&run, "pt-disk-lazy", "MINIVMM-PTDISK ");
-    let image = run.passthrough[0].image.clone().expect("image");
+/// What `last` wrote is in the host's image behind L1's virtio-blk-pci.
+fn check_image(run: &Run, last: &BTreeMap<String, String>) {
+    let image = run
+        .passthrough
+        .iter()
+        .find_map(|d| d.image.clone())
+        .expect("a passthrough disk image");
     assert_eq!(
         Some(&sha256_of(&image, 1 << 20, 8 << 20)),
         last.get("sha256")
     );
+}
+
+#[test]
+#[ignore = "boots the nested host; run by tests/run.sh"]
+fn passthrough_on_an_intel_host() {
+    let run = NestedHost::new("vfio-intel")
+        .host_iommu(HostIommu::Intel)
+        .passthrough(Passthrough::E1000e)
+        .passthrough(Passthrough::VirtioBlk { image_mib: 32 })
+        .scenarios([
+            "nic-tftp-off",
+            "nic-tftp-on",
+            "pt-disk-off",
+            "pt-disk-strict",
+            "pt-disk-lazy",
+            "plan-refused",
+        ])
+        .run()
+        .unwrap_or_else(|e| panic!("{e}"));
+    check_nic(&run, "nic-tftp-off", false);
+    check_nic(&run, "nic-tftp-on", true);
+    check_disk(&run, "pt-disk-off", None);
+    check_disk(&run, "pt-disk-strict", Some("DMA"));
+    let last = check_disk(&run, "pt-disk-lazy", Some("DMA-FQ"));
+    check_image(&run, &last);
 
     let refused = run
         .expect_rc0("plan-refused")
@@ -172,4 +153,35 @@ fn virtio_blk_pci_passthrough_on_intel() {
         line.contains("other-host.regions"),
         "names its source: {line}"
     );
+}
+
+#[test]
+#[ignore = "boots the nested host; run by tests/run.sh"]
+fn passthrough_on_an_amd_host() {
+    let run = NestedHost::new("vfio-amd")
+        .host_iommu(HostIommu::Amd)
+        .passthrough(Passthrough::E1000e)
+        .passthrough(Passthrough::VirtioBlk { image_mib: 32 })
+        .append("minivmm.l2_forcedac=1")
+        .scenarios([
+            "nic-tftp-on",
+            "nic-tftp-off",
+            "pt-disk-strict",
+            "pt-disk-off",
+        ])
+        .run()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let nic = check_nic(&run, "nic-tftp-on", true);
+    let regions = nic.get("regions").cloned().unwrap_or_default();
+    assert!(regions.contains(AMD_HT_HOLE), "{regions}");
+    check_nic(&run, "nic-tftp-off", false);
+    let strict = check_disk(&run, "pt-disk-strict", Some("DMA"));
+    assert!(
+        strict
+            .get("regions")
+            .is_some_and(|r| r.contains(AMD_HT_HOLE)),
+        "{strict:?}"
+    );
+    let last = check_disk(&run, "pt-disk-off", None);
+    check_image(&run, &last);
 }

@@ -10,7 +10,9 @@ impl log::Log for StderrLogger {
     fn enabled(&self, metadata: &log::Metadata) -> bool {
         // vfio-ioctls warns about optional interrupt indexes a device does
         // not have (e.g. the PCI error IRQ); only its errors matter here.
-        if metadata.target().starts_with("vfio_ioctls") && log::max_level() < log::LevelFilter::Debug {
+        if metadata.target().starts_with("vfio_ioctls")
+            && log::max_level() < log::LevelFilter::Debug
+        {
             return metadata.level() <= log::Level::Error;
         }
         metadata.level() <= log::max_level()

@@ -27,13 +27,16 @@ fi
 [ -n "$bdf" ] || fail "no edu device (1234:11e8) and no minivmm.maplat_bdf="
 dev="/sys/bus/pci/devices/$bdf"
 [ -d "$dev" ] || fail "no PCI device $bdf"
-[ -e "$dev/iommu_group" ] || fail "$bdf has no IOMMU group (no virtio-iommu in front of it?)"
-group="$(basename "$(readlink "$dev/iommu_group")")"
 
+# A device no driver has probed yet may have no IOMMU group until a driver
+# binds (the firmware-described IOMMU is configured at probe time), so bind
+# first and look for the group after.
 echo vfio-pci >"$dev/driver_override"
 [ -e "$dev/driver" ] && echo "$bdf" >"$dev/driver/unbind"
 echo "$bdf" >/sys/bus/pci/drivers_probe
 driver="$(basename "$(readlink "$dev/driver" 2>/dev/null)" 2>/dev/null)"
+[ -e "$dev/iommu_group" ] || fail "$bdf has no IOMMU group (driver: ${driver:-none}; no virtio-iommu in front of it?)"
+group="$(basename "$(readlink "$dev/iommu_group")")"
 [ "$driver" = vfio-pci ] || fail "$bdf: not bound to vfio-pci (driver: ${driver:-none})"
 tries=0
 while [ ! -e "/dev/vfio/$group" ] && [ "$tries" -lt 50 ]; do
@@ -43,6 +46,9 @@ done
 [ -e "/dev/vfio/$group" ] || fail "no /dev/vfio/$group"
 echo "maplat: $label: $bdf group $group ($(cat "/sys/kernel/iommu_groups/$group/type" 2>/dev/null)), reserved: $(tr '\n' ';' <"/sys/kernel/iommu_groups/$group/reserved_regions")"
 
+# One 2 MiB huge page for the buffer: every mapping is then physically
+# contiguous, one IOMMU request per MAP_DMA/UNMAP_DMA whatever its size.
+echo 1 >/proc/sys/vm/nr_hugepages 2>/dev/null || true
 # shellcheck disable=SC2046
 vfio-maplat "$label" "$group" "$bdf" $(echo "$iters" | tr ',' ' ') \
     || fail "vfio-maplat failed (status $?)"

@@ -10,7 +10,7 @@
  *     mean_ns=.. min_ns=.. max_ns=.. map_p50_ns=.. unmap_p50_ns=..
  * after one setup line
  *   MINIVMM-MAPLAT-SETUP vmm=LABEL bdf=B group=N pgsizes=0x.. iova=0x..
- *     thp=yes|no device=ok|ERR
+ *     backing=hugetlb|thp|4k device=ok|ERR
  * Exit status 0 when every size produced a result; on a failing step it
  * prints `MINIVMM-MAPLAT-ERROR vmm=LABEL step=S errno=NAME` and exits 1.
  *
@@ -237,17 +237,33 @@ int main(int argc, char **argv)
     int device = ioctl(group, GROUP_GET_DEVICE_FD, bdf);
     const char *device_state = device >= 0 ? "ok" : errname(errno);
 
-    /* 4 MiB of anonymous memory, used from its first 2 MiB boundary. */
-    size_t len = 2 * SZ_2M;
-    char *raw = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (raw == MAP_FAILED)
-        return failed("mmap");
-    char *buf = (char *)(((uintptr_t)raw + SZ_2M - 1) & ~(uintptr_t)(SZ_2M - 1));
-    madvise(buf, SZ_2M, MADV_HUGEPAGE);
+    /*
+     * The buffer: one 2 MiB huge page (hugetlbfs, when the scenario reserved
+     * one), so that every mapping is physically contiguous and each MAP_DMA
+     * and UNMAP_DMA is one IOMMU request whatever its size. Without one, 4
+     * MiB of anonymous memory used from its first 2 MiB boundary, as a
+     * transparent huge page if the kernel gives one (backing=thp), else
+     * 4 KiB pages (backing=4k: a mapping is as many requests as it has
+     * physically contiguous runs).
+     */
+    const char *backing = "hugetlb";
+    char *buf = mmap(NULL, SZ_2M, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | MAP_POPULATE, -1, 0);
+    if (buf == MAP_FAILED) {
+        char *raw = mmap(NULL, 2 * SZ_2M, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                         -1, 0);
+        if (raw == MAP_FAILED)
+            return failed("mmap");
+        buf = (char *)(((uintptr_t)raw + SZ_2M - 1) & ~(uintptr_t)(SZ_2M - 1));
+        madvise(buf, SZ_2M, MADV_HUGEPAGE);
+        backing = NULL;
+    }
     memset(buf, 0x5a, SZ_2M);
-    printf("MINIVMM-MAPLAT-SETUP vmm=%s bdf=%s group=%s pgsizes=0x%llx iova=0x%llx thp=%s device=%s\n",
+    if (!backing)
+        backing = is_thp(buf) ? "thp" : "4k";
+    printf("MINIVMM-MAPLAT-SETUP vmm=%s bdf=%s group=%s pgsizes=0x%llx iova=0x%llx backing=%s device=%s\n",
            label, bdf, group_name, (unsigned long long)pgsizes, (unsigned long long)iova,
-           is_thp(buf) ? "yes" : "no", device_state);
+           backing, device_state);
     fflush(stdout);
 
     int rc = 0;

@@ -1,31 +1,33 @@
 # L1 scenario maplat: guest-side DMA map+unmap latency on a passed-through
 # device (L1's edu, run.sh --passthrough edu, on an emulated host IOMMU),
-# measured in this one L1 boot first under minivmm and then under QEMU's
-# virtio-iommu with the same L2 kernel and initramfs:
-#   1. minivmm --cpus 1 --vfio EDU,iommu=on, L2 scenario maplat, label minivmm
-#   2. qemu-system-x86_64 -accel kvm -M q35 -smp 1 -m 512M with
-#      virtio-iommu-pci and vfio-pci,host=EDU, the same L2 scenario, label qemu
-#      (only when the L1 image carries QEMU: build.sh --with-qemu; otherwise
-#      it prints `MINIVMM-MAPLAT-SKIP vmm=qemu reason=...`)
-# The L2 guest prints `MINIVMM-MAPLAT vmm=LABEL size=... p50_ns=...` lines.
-# After each VMM: `MINIVMM-MAPLAT-VMM vmm=LABEL rc=N`. L1's command line may
-# carry minivmm.maplat_iters=A,B,C (iterations for 4K, 64K, 2M).
+# measured in this one L1 boot under minivmm and under QEMU's virtio-iommu
+# with the same L2 kernel and initramfs (1 vCPU, 512 MiB each):
+#   minivmm  minivmm --cpus 1 --vfio EDU,iommu=on, label minivmm
+#   qemu     qemu-system-x86_64 -accel kvm -M q35 with virtio-iommu-pci and
+#            vfio-pci,host=EDU, label qemu (only when the L1 image carries
+#            QEMU, build.sh --with-qemu; otherwise it prints
+#            `MINIVMM-MAPLAT-SKIP vmm=qemu reason=...`)
+# each running the L2 scenario maplat, which prints
+# `MINIVMM-MAPLAT vmm=LABEL size=... p50_ns=...` lines. After each VMM:
+# `MINIVMM-MAPLAT-VMM vmm=LABEL rc=N`. L1's command line may carry
+#   minivmm.maplat_iters=A,B,C     iterations for 4K, 64K, 2M (default 2000,2000,1000)
+#   minivmm.maplat_order=V,V,...   which VMMs run, in order (default minivmm,qemu)
 # Expected rc: 0 (every VMM that ran exited 0).
 . /scenarios/vfio.inc
 edu="$(vfio_bdf edu)" || { echo "maplat: no edu passthrough device"; exit 1; }
 iters="$(l1_cmdline_arg minivmm.maplat_iters || echo 2000,2000,1000)"
+order="$(l1_cmdline_arg minivmm.maplat_order || echo minivmm,qemu)"
 l2_cmdline="console=ttyS0 quiet panic=-1 minivmm.test=maplat minivmm.maplat_iters=$iters"
 
-minivmm --kernel /l2/vmlinuz --initrd /l2/initrd.img --cpus 1 --memory 512M \
-    --vfio "$edu,iommu=on" --cmdline "$l2_cmdline minivmm.maplat_vmm=minivmm"
-rc_minivmm=$?
-echo "MINIVMM-MAPLAT-VMM vmm=minivmm rc=$rc_minivmm"
+run_minivmm() {
+    minivmm --kernel /l2/vmlinuz --initrd /l2/initrd.img --cpus 1 --memory 512M \
+        --vfio "$edu,iommu=on" --cmdline "$l2_cmdline minivmm.maplat_vmm=minivmm"
+}
 
-rc_qemu=0
-if command -v qemu-system-x86_64 >/dev/null; then
-    # The edu device is bound to vfio-pci in L1 and free again once minivmm
-    # exited. No option ROM for it (romfile=), no default devices; the L2
-    # console is QEMU's stdout, this scenario's console.
+# The edu device is bound to vfio-pci in L1 and free again once the previous
+# VMM exited. No option ROM for it (romfile=), no default devices; the L2
+# console is QEMU's stdout, this scenario's console.
+run_qemu() {
     qemu-system-x86_64 -accel kvm -M q35 -cpu host -smp 1 -m 512M \
         -nodefaults -vga none -display none -no-reboot -net none \
         -chardev stdio,id=con,signal=off -serial chardev:con -monitor none \
@@ -34,9 +36,23 @@ if command -v qemu-system-x86_64 >/dev/null; then
         -append "$l2_cmdline minivmm.maplat_vmm=qemu" \
         -device virtio-iommu-pci \
         -device "vfio-pci,host=$edu,romfile="
-    rc_qemu=$?
-    echo "MINIVMM-MAPLAT-VMM vmm=qemu rc=$rc_qemu"
-else
-    echo "MINIVMM-MAPLAT-SKIP vmm=qemu reason=no-qemu-in-L1 (build.sh --with-qemu)"
-fi
-[ "$rc_minivmm" -eq 0 ] && [ "$rc_qemu" -eq 0 ]
+}
+
+status=0
+for vmm in $(echo "$order" | tr ',' ' '); do
+    case "$vmm" in
+        minivmm) run_minivmm ;;
+        qemu)
+            if ! command -v qemu-system-x86_64 >/dev/null; then
+                echo "MINIVMM-MAPLAT-SKIP vmm=qemu reason=no-qemu-in-L1 (build.sh --with-qemu)"
+                continue
+            fi
+            run_qemu
+            ;;
+        *) echo "maplat: unknown VMM $vmm (minivmm or qemu)"; false ;;
+    esac
+    rc=$?
+    echo "MINIVMM-MAPLAT-VMM vmm=$vmm rc=$rc"
+    [ "$rc" -eq 0 ] || status=1
+done
+exit "$status"

@@ -1,0 +1,182 @@
+//! Benchmark: DMA map+unmap latency as the L2 guest sees it on a
+//! passed-through device, behind minivmm's virtio-iommu and behind QEMU's,
+//! in the same L1 boot with the same L2 kernel and initramfs.
+//!
+//! L1 (Intel vIOMMU) binds its `edu` device to vfio-pci. The L1 scenario
+//! `maplat` boots L2 under `minivmm --vfio EDU,iommu=on`, then under
+//! `qemu-system-x86_64 -accel kvm` with `virtio-iommu-pci` and
+//! `vfio-pci,host=EDU`; in each, the L2 scenario `maplat` binds the device
+//! to the guest's own vfio-pci and times VFIO_IOMMU_MAP_DMA +
+//! VFIO_IOMMU_UNMAP_DMA pairs of 4 KiB, 64 KiB and 2 MiB
+//! (`resources/guest/tools/vfio-maplat.c`). Every guest request crosses the
+//! VMM's virtio-iommu into a VFIO map in L1 on the emulated Intel IOMMU.
+//!
+//! The test needs the L1 image variant that carries QEMU (`build.sh
+//! --with-qemu`), which only this test builds. It checks that both VMMs
+//! produced results and prints the comparison; the target (minivmm's p50 at
+//! most 0.8x QEMU's) is reported, not asserted: timings under TCG are noisy.
+
+use std::time::Instant;
+
+use minivmm_tests::{build_image_variant, HostIommu, NestedHost, Passthrough};
+
+/// The mapping sizes the guest tool measures.
+const SIZES: [u64; 3] = [4 << 10, 64 << 10, 2 << 20];
+/// The VMMs of one run, in the order they run.
+const VMMS: [&str; 2] = ["minivmm", "qemu"];
+/// The target ratio of minivmm's p50 to QEMU's.
+const TARGET: f64 = 0.8;
+
+/// One `MINIVMM-MAPLAT vmm=L size=B n=N p50_ns=.. p90_ns=.. p99_ns=.. mean_ns=..` line.
+#[derive(Debug, Clone, PartialEq)]
+struct Sample {
+    vmm: String,
+    size: u64,
+    n: u64,
+    p50: u64,
+    p90: u64,
+    p99: u64,
+    mean: u64,
+}
+
+impl Sample {
+    fn parse(line: &str) -> Option<Self> {
+        let rest = &line[line.find("MINIVMM-MAPLAT ")? + "MINIVMM-MAPLAT ".len()..];
+        let field = |key: &str| {
+            rest.split_whitespace()
+                .find_map(|word| word.strip_prefix(key)?.strip_prefix('='))
+        };
+        let number = |key: &str| field(key)?.parse().ok();
+        Some(Self {
+            vmm: field("vmm")?.to_string(),
+            size: number("size")?,
+            n: number("n")?,
+            p50: number("p50_ns")?,
+            p90: number("p90_ns")?,
+            p99: number("p99_ns")?,
+            mean: number("mean_ns")?,
+        })
+    }
+}
+
+fn size_name(size: u64) -> String {
+    if size >= 1 << 20 {
+        format!("{} MiB", size >> 20)
+    } else {
+        format!("{} KiB", size >> 10)
+    }
+}
+
+fn us(ns: u64) -> f64 {
+    ns as f64 / 1000.0
+}
+
+#[test]
+fn parses_a_result_line() {
+    let line = "[  12.5] MINIVMM-MAPLAT vmm=qemu size=65536 n=2000 p50_ns=303585 \
+                p90_ns=489643 p99_ns=635942 mean_ns=347509 min_ns=1 max_ns=2";
+    assert_eq!(
+        Sample::parse(line),
+        Some(Sample {
+            vmm: "qemu".to_string(),
+            size: 65536,
+            n: 2000,
+            p50: 303585,
+            p90: 489643,
+            p99: 635942,
+            mean: 347509,
+        })
+    );
+    assert_eq!(
+        Sample::parse("MINIVMM-MAPLAT-SETUP vmm=qemu bdf=0000:00:02.0"),
+        None
+    );
+}
+
+#[test]
+#[ignore = "boots the nested host; run by tests/run.sh"]
+fn map_unmap_latency_minivmm_vs_qemu_on_intel() {
+    let build_start = Instant::now();
+    let images = build_image_variant("images-qemu", &["--with-qemu"])
+        .unwrap_or_else(|e| panic!("building the L1 image with QEMU: {e}"));
+    let build_time = build_start.elapsed();
+
+    let run = NestedHost::new("map-latency")
+        .images(images)
+        .host_iommu(HostIommu::Intel)
+        .passthrough(Passthrough::Edu)
+        .smp(4)
+        .scenario_timeout(std::time::Duration::from_secs(300))
+        .scenario("maplat")
+        .run()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let outcome = run.expect_rc0("maplat").unwrap_or_else(|e| panic!("{e}"));
+
+    let samples: Vec<Sample> = outcome
+        .console
+        .iter()
+        .filter_map(|line| Sample::parse(line))
+        .collect();
+    let find = |vmm: &str, size: u64| {
+        samples
+            .iter()
+            .find(|sample| sample.vmm == vmm && sample.size == size)
+    };
+    for vmm in VMMS {
+        let verdict = format!("MINIVMM-L2-RESULT maplat PASS vmm={vmm} ");
+        assert!(
+            outcome.console.iter().any(|line| line.contains(&verdict)),
+            "the L2 guest under {vmm} did not pass (log: {}):\n{}",
+            run.log.display(),
+            outcome.console.join("\n")
+        );
+        for size in SIZES {
+            let sample = find(vmm, size).unwrap_or_else(|| {
+                panic!(
+                    "no {} result under {vmm} (log: {})",
+                    size_name(size),
+                    run.log.display()
+                )
+            });
+            assert!(sample.n > 0 && sample.p50 > 0, "empty result: {sample:?}");
+        }
+    }
+
+    println!();
+    println!(
+        "map+unmap latency seen by the L2 guest (VFIO MAP_DMA + UNMAP_DMA pair through the \
+         VMM's virtio-iommu, L1 intel-iommu, one L1 boot; microseconds)"
+    );
+    println!(
+        "| size | n | minivmm p50 | p90 | p99 | mean | qemu p50 | p90 | p99 | mean | p50 ratio minivmm/qemu | target <= {TARGET} |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for size in SIZES {
+        let (Some(ours), Some(qemu)) = (find("minivmm", size), find("qemu", size)) else {
+            continue;
+        };
+        let ratio = ours.p50 as f64 / qemu.p50 as f64;
+        println!(
+            "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {} |",
+            size_name(size),
+            ours.n,
+            us(ours.p50),
+            us(ours.p90),
+            us(ours.p99),
+            us(ours.mean),
+            us(qemu.p50),
+            us(qemu.p90),
+            us(qemu.p99),
+            us(qemu.mean),
+            ratio,
+            if ratio <= TARGET { "met" } else { "not met" }
+        );
+    }
+    println!(
+        "map-latency: image build {:.1}s, nested run {:.1}s (maplat scenario {:.1}s), log {}",
+        build_time.as_secs_f64(),
+        run.elapsed.as_secs_f64(),
+        outcome.duration.unwrap_or_default().as_secs_f64(),
+        run.log.display()
+    );
+}
