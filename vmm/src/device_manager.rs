@@ -187,10 +187,10 @@ impl PciBuilder {
         slots: &Arc<crate::vfio::KvmSlots>,
         want: u16,
     ) -> Result<(), DeviceError> {
-        let vectors = opened
-            .device
-            .get_irq_info(vfio_bindings::bindings::vfio::VFIO_PCI_MSIX_IRQ_INDEX)
-            .map_or(0, |i| i.count)
+        use vfio_bindings::bindings::vfio::{VFIO_PCI_MSIX_IRQ_INDEX, VFIO_PCI_MSI_IRQ_INDEX};
+        let count = |index| opened.device.get_irq_info(index).map_or(0, |i| i.count);
+        let vectors = count(VFIO_PCI_MSIX_IRQ_INDEX)
+            .max(count(VFIO_PCI_MSI_IRQ_INDEX))
             .clamp(1, 2048) as u16;
         let group = self.interrupts.msix_group(vectors)?;
         let eventfds = group.eventfds().map_err(DeviceError::EventFd)?;

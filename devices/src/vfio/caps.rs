@@ -53,6 +53,8 @@ pub struct Caps {
     pub msix: Option<MsixLocation>,
     /// How to hide MSI, if present.
     pub hide_msi: Option<Unlink>,
+    /// Offset and message control of the MSI capability, if present.
+    pub msi: Option<(usize, u16)>,
 }
 
 fn byte(config: &[u8], at: usize) -> u8 {
@@ -93,6 +95,8 @@ pub fn walk(config: &[u8]) -> Caps {
                 });
             }
             CAP_MSI if caps.hide_msi.is_none() => {
+                let control = u16::from_le_bytes([byte(config, at + 2), byte(config, at + 3)]);
+                caps.msi = Some((at, control));
                 caps.hide_msi = Some(Unlink {
                     pointer_at,
                     points_to: next,
@@ -174,6 +178,7 @@ mod tests {
         let c = config_with(&[(0x40, 0x09, 0x40, &[])], 0x40);
         assert_eq!(walk(&c), Caps::default());
         let c = config_with(&[], 0x10);
+        assert_eq!(walk(&c).msi, None);
         assert_eq!(walk(&c), Caps::default());
     }
 }

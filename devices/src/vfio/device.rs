@@ -11,6 +11,7 @@ use vfio_ioctls::VfioDevice;
 use vmm_sys_util::eventfd::EventFd;
 
 use super::caps::{self, MsixLocation};
+use super::msi::MsiCap;
 use crate::pci::config::{BarKind, PciConfiguration, PciIds, NUM_BARS};
 use crate::pci::msix::{MsiMessage, MsixConfig, MsixInterrupts};
 use crate::pci::{BarRegion, PciDevice};
@@ -124,6 +125,7 @@ pub struct VfioPciDevice {
     bars: Vec<Option<Bar>>,
     msix: Option<(MsixLocation, MsixConfig)>,
     hide_msi: Option<caps::Unlink>,
+    msi: Option<MsiCap>,
     slots: Arc<dyn MemorySlots>,
 }
 
@@ -214,21 +216,31 @@ impl VfioPciDevice {
             bars[index] = Some(Bar { size, mapping });
             index += if is64 { 2 } else { 1 };
         }
-        let msix = found.msix.map(|loc| {
-            let interrupts = Arc::new(VfioMsix {
-                device: device.clone(),
-                routes,
-                eventfds,
-            });
-            (loc, MsixConfig::new(loc.vectors, interrupts))
-        });
+        // MSI-X when the device has it (MSI is then unlinked); else MSI.
+        let (msix, msi, hide_msi) = match (found.msix, found.msi) {
+            (Some(loc), _) => {
+                let interrupts = Arc::new(VfioMsix {
+                    device: device.clone(),
+                    routes,
+                    eventfds,
+                });
+                let msix = MsixConfig::new(loc.vectors, interrupts);
+                (Some((loc, msix)), None, found.hide_msi)
+            }
+            (None, Some((offset, control))) => {
+                let msi = MsiCap::new(offset, control, device.clone(), routes, eventfds);
+                (None, Some(msi), None)
+            }
+            (None, None) => (None, None, None),
+        };
         Ok(Self {
             bdf: bdf.to_string(),
             device,
             config,
             bars,
             msix,
-            hide_msi: found.hide_msi,
+            hide_msi,
+            msi,
             slots,
         })
     }
@@ -314,6 +326,13 @@ impl VfioPciDevice {
             .as_ref()
             .is_some_and(|(loc, _)| loc.cap / 4 == reg)
     }
+
+    /// Byte offset of config dword `reg` within the MSI capability.
+    fn in_msi_cap(&self, reg: usize) -> Option<usize> {
+        let msi = self.msi.as_ref()?;
+        let at = reg * 4;
+        (at >= msi.offset && at < msi.offset + msi.size()).then(|| at - msi.offset)
+    }
 }
 
 impl PciDevice for VfioPciDevice {
@@ -327,7 +346,10 @@ impl PciDevice for VfioPciDevice {
                 let ctl = self.msix.as_ref().map_or(0, |(_, m)| m.control());
                 (self.device_read(r) & 0xffff) | (u32::from(ctl) << 16)
             }
-            r => self.device_read(r),
+            r => match (self.in_msi_cap(r), self.msi.as_ref()) {
+                (Some(at), Some(msi)) => msi.read(at, (self.device_read(r) & 0xffff) as u16),
+                _ => self.device_read(r),
+            },
         };
         match self.hide_msi {
             Some(u) if u.pointer_at / 4 == reg => {
@@ -356,6 +378,11 @@ impl PciDevice for VfioPciDevice {
                 };
                 if let (Some(ctl), Some((_, msix))) = (ctl, self.msix.as_mut()) {
                     msix.set_control(ctl);
+                }
+            }
+            r if self.in_msi_cap(r).is_some() => {
+                if let (Some(at), Some(msi)) = (self.in_msi_cap(r), self.msi.as_mut()) {
+                    msi.write(at + offset as usize, data);
                 }
             }
             _ => {
@@ -437,6 +464,9 @@ impl Drop for VfioPciDevice {
     fn drop(&mut self) {
         if self.msix.as_ref().is_some_and(|(_, m)| m.enabled()) {
             let _ = self.device.disable_msix();
+        }
+        if self.msi.is_some() {
+            let _ = self.device.disable_msi();
         }
         for bar in self.bars.iter_mut().flatten() {
             if let Some(m) = bar.mapping.take() {

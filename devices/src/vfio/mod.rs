@@ -9,5 +9,6 @@
 
 mod caps;
 mod device;
+mod msi;
 
 pub use device::{MemorySlots, VfioPciDevice, VfioPciError};
