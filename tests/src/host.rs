@@ -21,6 +21,9 @@ use crate::Error;
 /// How many console lines an error shows.
 const TAIL_LINES: usize = 60;
 
+/// How many times an L1 that panics before it is ready is booted.
+pub const L1_BOOT_ATTEMPTS: u32 = 3;
+
 /// One boot of the nested host running a list of scenarios in sequence.
 #[derive(Debug, Clone)]
 pub struct NestedHost {
@@ -184,7 +187,32 @@ impl NestedHost {
     /// and returns the per-scenario outcomes. Fails with the console tail
     /// when L1 times out or a marker (ready, a scenario's start or end,
     /// done, one `MINIVMM-L1-VFIO` per passthrough device) is missing.
+    ///
+    /// L1 itself (Debian's kernel under multi-threaded TCG) now and then
+    /// panics while it patches its own code during boot, before anything of
+    /// minivmm runs. Such a run is retried, at most [`L1_BOOT_ATTEMPTS`]
+    /// times, and says so; any other failure is returned at once.
     pub fn run(&self) -> Result<Run, Error> {
+        let mut attempt = 1;
+        loop {
+            match self.run_once() {
+                Err(Error::MissingMarker { marker, tail, .. })
+                    if attempt < L1_BOOT_ATTEMPTS
+                        && marker == "MINIVMM-L1-READY"
+                        && tail.contains("Kernel panic") =>
+                {
+                    eprintln!(
+                        "nested host {}: L1 panicked while booting (attempt {attempt}); booting it again",
+                        self.name
+                    );
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn run_once(&self) -> Result<Run, Error> {
         let images = match &self.images {
             Some(images) => images.clone(),
             None => build_images()?,

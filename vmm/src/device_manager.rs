@@ -11,7 +11,7 @@ use arch::x86_64::plan::{GuestMap, ResvKind};
 use arch::x86_64::GuestMemory;
 use devices::legacy::{AcpiPowerManagement, PvPanic, SerialConsole, I8042};
 use devices::pci::host_bridge::HostBridge;
-use devices::pci::{PciConfigIo, PciConfigMmio, PciMmioWindow, PciRoot};
+use devices::pci::{BarKind, PciConfigIo, PciConfigMmio, PciMmioWindow, PciRoot};
 use devices::virtio::block::{Block, BlockConfig, DiskError};
 use devices::virtio::iommu::{
     EndpointConfig, IommuConfig, ReservedKind, ReservedRegion, VirtioIommu, EVENT_QUEUE,
@@ -78,6 +78,11 @@ pub enum DeviceError {
         got: u16,
     },
 }
+
+/// PCI I/O port window (the DSDT's `PCI0._CRS` hands the same range out).
+const PCI_IO_WINDOW: (u64, u64) = (0x1000, 0xf000);
+/// Ports reserved for a device's I/O notify BAR (enough for 4 queues).
+const IO_NOTIFY_PORTS: u64 = 16;
 
 /// KVM memory slots from here on hold device memory (BARs); guest RAM uses
 /// the ones below.
@@ -174,6 +179,7 @@ struct PciBuilder {
     root: Arc<PciRoot>,
     bars: AddressAllocator,
     bars32: AddressAllocator,
+    ports: AddressAllocator,
     interrupts: Arc<InterruptManager>,
     ioevents: Arc<KvmIoEvents>,
     queue_events: Vec<QueueEvent>,
@@ -194,9 +200,13 @@ impl PciBuilder {
             .clamp(1, 2048) as u16;
         let group = self.interrupts.msix_group(vectors)?;
         let eventfds = group.eventfds().map_err(DeviceError::EventFd)?;
-        let (bars64, bars32) = (&mut self.bars, &mut self.bars32);
-        let mut alloc = |size: u64, is64: bool| {
-            let allocator = if is64 { &mut *bars64 } else { &mut *bars32 };
+        let (bars64, bars32, ports) = (&mut self.bars, &mut self.bars32, &mut self.ports);
+        let mut alloc = |size: u64, kind: BarKind| {
+            let allocator = match kind {
+                BarKind::Mem64 => &mut *bars64,
+                BarKind::Mem32 => &mut *bars32,
+                BarKind::Io => &mut *ports,
+            };
             allocator
                 .allocate(size, size, AllocPolicy::FirstMatch)
                 .ok()
@@ -237,7 +247,12 @@ impl PciBuilder {
             .len();
         let msix = self.interrupts.msix_group(queues as u16 + 1)?;
         let notify = if in_vcpu {
-            NotifyMode::InVcpu
+            // Notify through an I/O BAR: cheaper exits than MMIO.
+            let port = self
+                .ports
+                .allocate(IO_NOTIFY_PORTS, IO_NOTIFY_PORTS, AllocPolicy::FirstMatch)
+                .map_err(DeviceError::BarSpace)?;
+            NotifyMode::InVcpuPort(port.start() as u16)
         } else {
             NotifyMode::Ioeventfd(self.ioevents.clone())
         };
@@ -373,11 +388,18 @@ pub fn create(
         let window = Arc::new(Mutex::new(PciMmioWindow::new(root.clone(), base)));
         mmio_bus.insert(base, size, window)?;
     }
+    let io_window = Arc::new(Mutex::new(PciMmioWindow::new_io(
+        root.clone(),
+        PCI_IO_WINDOW.0,
+    )));
+    pio_bus.insert(PCI_IO_WINDOW.0, PCI_IO_WINDOW.1, io_window)?;
 
     let mut pci = PciBuilder {
         root,
         bars: AddressAllocator::new(mmio64.0, mmio64.1).map_err(DeviceError::BarSpace)?,
         bars32: AddressAllocator::new(mmio32.0, mmio32.1).map_err(DeviceError::BarSpace)?,
+        ports: AddressAllocator::new(PCI_IO_WINDOW.0, PCI_IO_WINDOW.1)
+            .map_err(DeviceError::BarSpace)?,
         interrupts: Arc::new(InterruptManager::new(vm.clone())),
         ioevents: Arc::new(KvmIoEvents(vm.clone())),
         queue_events: Vec::new(),
@@ -491,6 +513,10 @@ pub fn create(
             bus_end: 0,
             mmio32,
             mmio64,
+            io: (
+                PCI_IO_WINDOW.0 as u16,
+                (PCI_IO_WINDOW.0 + PCI_IO_WINDOW.1 - 1) as u16,
+            ),
         },
         iommu: config.needs_iommu().then(|| IommuTopology {
             iommu_bdf: bdf(1),

@@ -17,6 +17,10 @@ const CAP_POINTER_REG: usize = 0xd;
 const INTERRUPT_REG: usize = 0xf;
 const FIRST_CAP_OFFSET: usize = 0x40;
 
+const COMMAND_IO_SPACE: u32 = COMMAND_IO;
+const BAR_IO: u32 = 0b1;
+/// Highest port an I/O BAR may reach.
+const IO_SPACE_END: u64 = 0xffff;
 const BAR_MEM64: u32 = 0b100;
 const BAR_PREFETCHABLE: u32 = 0b1000;
 
@@ -27,17 +31,21 @@ pub enum BarKind {
     Mem32,
     /// 64-bit memory (uses two BAR registers).
     Mem64,
+    /// I/O ports.
+    Io,
 }
 
-/// A BAR as placed in guest physical memory.
+/// A BAR as placed in guest physical memory or port space.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BarRegion {
     /// BAR index (0-5).
     pub index: usize,
-    /// Guest physical address.
+    /// Guest physical address (or port, for I/O BARs).
     pub addr: u64,
     /// Size in bytes (a power of two).
     pub size: u64,
+    /// An I/O BAR.
+    pub io: bool,
 }
 
 /// Errors building a configuration space.
@@ -117,7 +125,7 @@ impl PciConfiguration {
         }
     }
 
-    /// Adds memory BAR `index` at `addr`, `size` bytes.
+    /// Adds BAR `index` at `addr` (a port for [`BarKind::Io`]), `size` bytes.
     pub fn add_bar(
         &mut self,
         index: usize,
@@ -142,20 +150,34 @@ impl PciConfiguration {
         {
             return Err(PciConfigError::BarInUse(index));
         }
+        let (min_size, limit) = match kind {
+            BarKind::Io => (4, IO_SPACE_END),
+            BarKind::Mem32 => (16, u64::from(u32::MAX)),
+            BarKind::Mem64 => (16, u64::MAX),
+        };
         let geometry_ok = size.is_power_of_two()
-            && size >= 16
+            && size >= min_size
             && addr.is_multiple_of(size)
-            && (kind == BarKind::Mem64 || (addr + size - 1) <= u64::from(u32::MAX));
+            && addr.checked_add(size - 1).is_some_and(|end| end <= limit);
         if !geometry_ok {
             return Err(PciConfigError::BarGeometry { index, size, addr });
         }
-        let mut flags = if kind == BarKind::Mem64 { BAR_MEM64 } else { 0 };
-        if prefetchable {
+        let mut flags = match kind {
+            BarKind::Mem64 => BAR_MEM64,
+            BarKind::Io => BAR_IO,
+            BarKind::Mem32 => 0,
+        };
+        if prefetchable && kind != BarKind::Io {
             flags |= BAR_PREFETCHABLE;
         }
         let mask = !(size - 1);
-        self.regs[BAR0_REG + index] = (addr as u32 & 0xffff_fff0) | flags;
-        self.writable[BAR0_REG + index] = mask as u32 & 0xffff_fff0;
+        let low_mask = if kind == BarKind::Io {
+            0xffff_fffc
+        } else {
+            0xffff_fff0
+        };
+        self.regs[BAR0_REG + index] = (addr as u32 & low_mask) | flags;
+        self.writable[BAR0_REG + index] = mask as u32 & low_mask;
         if kind == BarKind::Mem64 {
             self.regs[BAR0_REG + index + 1] = (addr >> 32) as u32;
             self.writable[BAR0_REG + index + 1] = (mask >> 32) as u32;
@@ -164,34 +186,43 @@ impl PciConfiguration {
         Ok(())
     }
 
-    /// Current address of BAR `index`, if it is a memory BAR.
+    /// Current address (or port) of BAR `index`.
     pub fn bar_addr(&self, index: usize) -> Option<u64> {
         let bar = self.bars.get(index).copied().flatten()?;
-        let low = u64::from(self.regs[BAR0_REG + index] & 0xffff_fff0);
-        let high = match bar.kind {
-            BarKind::Mem64 => u64::from(self.regs[BAR0_REG + index + 1]) << 32,
-            BarKind::Mem32 => 0,
-        };
-        Some(high | low)
+        let reg = self.regs[BAR0_REG + index];
+        Some(match bar.kind {
+            BarKind::Mem64 => {
+                (u64::from(self.regs[BAR0_REG + index + 1]) << 32) | u64::from(reg & 0xffff_fff0)
+            }
+            BarKind::Mem32 => u64::from(reg & 0xffff_fff0),
+            BarKind::Io => u64::from(reg & 0xffff_fffc),
+        })
     }
 
-    /// Memory BARs, when memory decoding is enabled in the command register.
+    /// The BARs that decode: memory BARs while memory decoding is enabled
+    /// in the command register, I/O BARs while I/O decoding is.
     pub fn bar_regions(&self) -> Vec<BarRegion> {
-        if self.regs[COMMAND_REG] & COMMAND_MEMORY == 0 {
-            return Vec::new();
-        }
+        let command = self.regs[COMMAND_REG];
         self.bars
             .iter()
             .enumerate()
             .filter_map(|(index, bar)| {
                 let bar = (*bar)?;
+                let io = bar.kind == BarKind::Io;
+                let enabled = if io {
+                    command & COMMAND_IO_SPACE != 0
+                } else {
+                    command & COMMAND_MEMORY != 0
+                };
                 let addr = self.bar_addr(index)?;
                 // A BAR being sized reads as its mask; it decodes nothing.
                 let sizing = addr & !(bar.size - 1) == (!(bar.size - 1)) & self.bar_mask(bar);
-                (!sizing && addr != 0).then_some(BarRegion {
+                let in_range = !io || addr + bar.size - 1 <= IO_SPACE_END;
+                (enabled && !sizing && addr != 0 && in_range).then_some(BarRegion {
                     index,
                     addr,
                     size: bar.size,
+                    io,
                 })
             })
             .collect()
@@ -201,6 +232,7 @@ impl PciConfiguration {
         match bar.kind {
             BarKind::Mem64 => u64::MAX,
             BarKind::Mem32 => u64::from(u32::MAX),
+            BarKind::Io => u64::from(u32::MAX) & !3,
         }
     }
 
@@ -319,7 +351,8 @@ mod tests {
             vec![BarRegion {
                 index: 0,
                 addr: 0x1_0000_0000,
-                size: 0x8000
+                size: 0x8000,
+                io: false,
             }]
         );
         // Sizing: all ones reads back the size mask and flags.
@@ -345,6 +378,33 @@ mod tests {
         assert!(c.bar_regions().is_empty());
         c.write_reg(1, 0, &[COMMAND_MEMORY as u8]);
         assert_eq!(c.bar_regions().len(), 1);
+    }
+
+    #[test]
+    fn io_bars_size_and_decode_with_io_enabled() {
+        let mut c = PciConfiguration::new(ids());
+        c.add_bar(2, BarKind::Io, 0x1000, 0x20, false)
+            .expect("io bar");
+        assert_eq!(c.read_reg(6), 0x1001);
+        c.write_reg(1, 0, &[COMMAND_MEMORY as u8]);
+        assert!(c.bar_regions().is_empty(), "I/O decoding off");
+        c.write_reg(1, 0, &[COMMAND_IO as u8]);
+        assert_eq!(
+            c.bar_regions(),
+            vec![BarRegion {
+                index: 2,
+                addr: 0x1000,
+                size: 0x20,
+                io: true
+            }]
+        );
+        c.write_reg(6, 0, &[0xff; 4]);
+        assert_eq!(c.read_reg(6), 0xffff_ffe1, "size mask with the I/O flag");
+        assert!(c.bar_regions().is_empty());
+        assert!(
+            c.add_bar(3, BarKind::Io, 0xfff0, 0x20, false).is_err(),
+            "past 0xffff"
+        );
     }
 
     #[test]

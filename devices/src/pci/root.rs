@@ -40,7 +40,8 @@ struct DecodedBar {
 #[derive(Default)]
 pub struct PciRoot {
     devices: RwLock<BTreeMap<u8, Device>>,
-    bars: RwLock<BTreeMap<u64, DecodedBar>>,
+    /// Decoding BARs keyed by (I/O space?, address).
+    bars: RwLock<BTreeMap<(bool, u64), DecodedBar>>,
 }
 
 /// A configuration space address on this root.
@@ -111,12 +112,13 @@ impl PciRoot {
             }
         });
         for region in now {
+            let key = (region.io, region.addr);
             let already = bars
-                .get(&region.addr)
+                .get(&key)
                 .is_some_and(|b| Arc::ptr_eq(&b.device, device) && b.region == region);
             if !already {
                 bars.insert(
-                    region.addr,
+                    key,
                     DecodedBar {
                         region,
                         device: device.clone(),
@@ -130,25 +132,27 @@ impl PciRoot {
         }
     }
 
-    fn find_bar(&self, addr: u64, len: usize) -> Option<(DecodedBar, u64)> {
+    fn find_bar(&self, io: bool, addr: u64, len: usize) -> Option<(DecodedBar, u64)> {
         let bars = self.bars.read().unwrap_or_else(|p| p.into_inner());
-        let (_, bar) = bars.range(..=addr).next_back()?;
+        let (_, bar) = bars.range((io, 0)..=(io, addr)).next_back()?;
         let offset = addr - bar.region.addr;
         (offset.checked_add(len as u64)? <= bar.region.size).then(|| (bar.clone(), offset))
     }
 
-    /// MMIO read at guest physical `addr`; false if no BAR decodes it.
-    pub fn bar_read(&self, addr: u64, data: &mut [u8]) -> bool {
-        let Some((bar, offset)) = self.find_bar(addr, data.len()) else {
+    /// Read at `addr` in memory or (`io`) port space; false if no BAR
+    /// decodes it.
+    pub fn bar_read(&self, io: bool, addr: u64, data: &mut [u8]) -> bool {
+        let Some((bar, offset)) = self.find_bar(io, addr, data.len()) else {
             return false;
         };
         lock(&bar.device).read_bar(bar.region.index, offset, data);
         true
     }
 
-    /// MMIO write at guest physical `addr`; false if no BAR decodes it.
-    pub fn bar_write(&self, addr: u64, data: &[u8]) -> bool {
-        let Some((bar, offset)) = self.find_bar(addr, data.len()) else {
+    /// Write at `addr` in memory or (`io`) port space; false if no BAR
+    /// decodes it.
+    pub fn bar_write(&self, io: bool, addr: u64, data: &[u8]) -> bool {
+        let Some((bar, offset)) = self.find_bar(io, addr, data.len()) else {
             return false;
         };
         lock(&bar.device).write_bar(bar.region.index, offset, data);
@@ -259,28 +263,43 @@ impl BusDevice for PciConfigMmio {
     }
 }
 
-/// An MMIO window in which BARs are placed; accesses go to the decoding BAR.
+/// A window (MMIO or I/O ports) in which BARs are placed; accesses go to
+/// the decoding BAR.
 pub struct PciMmioWindow {
     root: Arc<PciRoot>,
     base: u64,
+    io: bool,
 }
 
 impl PciMmioWindow {
-    /// The window starting at `base`.
+    /// The MMIO window starting at `base`.
     pub fn new(root: Arc<PciRoot>, base: u64) -> Self {
-        Self { root, base }
+        Self {
+            root,
+            base,
+            io: false,
+        }
+    }
+
+    /// The I/O port window starting at port `base`.
+    pub fn new_io(root: Arc<PciRoot>, base: u64) -> Self {
+        Self {
+            root,
+            base,
+            io: true,
+        }
     }
 }
 
 impl BusDevice for PciMmioWindow {
     fn read(&mut self, offset: u64, data: &mut [u8]) {
-        if !self.root.bar_read(self.base + offset, data) {
+        if !self.root.bar_read(self.io, self.base + offset, data) {
             data.fill(0xff);
         }
     }
 
     fn write(&mut self, offset: u64, data: &[u8]) {
-        if !self.root.bar_write(self.base + offset, data) {
+        if !self.root.bar_write(self.io, self.base + offset, data) {
             log::debug!("pci: write to {:#x} decoded by no BAR", self.base + offset);
         }
     }
@@ -407,5 +426,32 @@ mod tests {
         ecam.write(4, &[0]);
         window.read(0x10_0010, &mut d);
         assert_eq!(d, [0xff, 0xff]);
+    }
+
+    #[test]
+    fn io_bars_route_port_accesses_only() {
+        let root = Arc::new(PciRoot::new());
+        let dev = device();
+        dev.lock()
+            .expect("lock")
+            .config
+            .add_bar(1, BarKind::Io, 0xc000_0000 & 0xffff, 0x20, false)
+            .expect("io bar");
+        root.add_device(dev.clone()).expect("slot");
+        let mut ecam = PciConfigMmio::new(root.clone());
+        ecam.write(4, &[3]); // I/O and memory decoding
+        let mut ports = PciMmioWindow::new_io(root.clone(), 0x1000);
+        let mut memory = PciMmioWindow::new(root.clone(), 0);
+        let mut d = [0u8; 1];
+        // The I/O BAR sits at port 0 + 0 (aligned 0x20): not in this window.
+        ports.read(0x10, &mut d);
+        assert_eq!(d, [0xff]);
+        ecam.write(0x14, &0x1020u32.to_le_bytes());
+        ports.read(0x24, &mut d);
+        assert_eq!(d, [1 + 4], "BAR 1, offset 4");
+        ports.write(0x21, &[9]);
+        assert_eq!(dev.lock().expect("lock").last_write, Some((1, 1, vec![9])));
+        memory.read(0x1024, &mut d);
+        assert_eq!(d, [0xff], "port numbers are not memory addresses");
     }
 }

@@ -142,12 +142,12 @@ fn read_config_bytes(device: &VfioDevice) -> Vec<u8> {
 
 impl VfioPciDevice {
     /// Wraps `device` (`bdf` for messages): BARs placed by `alloc(size,
-    /// is_64bit)`, BARs mmapped into the guest through `slots`, MSI-X
+    /// kind)`, BARs mmapped into the guest through `slots`, MSI-X
     /// routed by `routes` whose vectors are signalled through `eventfds`.
     pub fn new(
         bdf: &str,
         device: Arc<VfioDevice>,
-        alloc: &mut dyn FnMut(u64, bool) -> Option<u64>,
+        alloc: &mut dyn FnMut(u64, BarKind) -> Option<u64>,
         slots: Arc<dyn MemorySlots>,
         routes: Arc<dyn MsixInterrupts>,
         eventfds: Vec<EventFd>,
@@ -176,20 +176,25 @@ impl VfioPciDevice {
             let is_io = reg & 1 != 0;
             let is64 = !is_io && (reg >> 1) & 3 == 2;
             let size = device.get_region_size(index as u32);
-            if size == 0 || is_io {
-                if is_io && size != 0 {
-                    log::info!("vfio {bdf}: I/O BAR {index} hidden from the guest");
-                }
+            if size == 0 {
                 index += 1;
                 continue;
             }
-            let size = size.next_power_of_two().max(0x1000);
-            let addr = alloc(size, is64).ok_or_else(|| VfioPciError::BarSpace {
+            let kind = match (is_io, is64) {
+                (true, _) => BarKind::Io,
+                (false, true) => BarKind::Mem64,
+                (false, false) => BarKind::Mem32,
+            };
+            let size = if is_io {
+                size.next_power_of_two().max(4)
+            } else {
+                size.next_power_of_two().max(0x1000)
+            };
+            let addr = alloc(size, kind).ok_or_else(|| VfioPciError::BarSpace {
                 bdf: bdf.to_string(),
                 bar: index,
                 size,
             })?;
-            let kind = if is64 { BarKind::Mem64 } else { BarKind::Mem32 };
             config
                 .add_bar(index, kind, addr, size, reg & 0x8 != 0)
                 .map_err(|source| VfioPciError::Bar {
@@ -201,7 +206,8 @@ impl VfioPciDevice {
                 .msix
                 .is_some_and(|m| m.table_bar == index || m.pba_bar == index);
             let flags = device.get_region_flags(index as u32);
-            let mappable = flags & VFIO_REGION_INFO_FLAG_MMAP != 0
+            let mappable = !is_io
+                && flags & VFIO_REGION_INFO_FLAG_MMAP != 0
                 && flags & (VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE) != 0;
             let mapping = if mappable && !holds_msix {
                 Some(Self::mmap_bar(

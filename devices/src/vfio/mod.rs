@@ -5,7 +5,7 @@
 //! unlinked (MSI-X only), and the MSI-X capability, table and PBA emulated.
 //! BARs that VFIO lets us mmap and that hold no MSI-X structure are mapped
 //! straight into the guest through memory slots; every other BAR access is
-//! trapped and forwarded to VFIO. I/O BARs are hidden.
+//! trapped and forwarded to VFIO, as are I/O BARs.
 
 mod caps;
 mod device;

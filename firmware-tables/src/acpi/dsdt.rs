@@ -41,8 +41,6 @@ fn pvpanic_device(port: u16) -> Vec<u8> {
 
 /// Legacy configuration ports the host bridge claims.
 const PCI_CONFIG_PORT: u16 = 0xcf8;
-/// I/O window handed to PCI (above the legacy ISA range).
-const PCI_IO_WINDOW: (u16, u16) = (0x1000, 0xffff);
 
 fn pci_host_bridge(pci: &PciHostBridge) -> Vec<u8> {
     let hid = aml::EISAName::new("PNP0A08");
@@ -51,7 +49,7 @@ fn pci_host_bridge(pci: &PciHostBridge) -> Vec<u8> {
     let bus = aml::AddressSpace::new_bus_number(u16::from(pci.bus_start), u16::from(pci.bus_end));
     let config_ports = aml::IO::new(PCI_CONFIG_PORT, PCI_CONFIG_PORT, 1, 8);
     let io_low = aml::AddressSpace::new_io(0u16, PCI_CONFIG_PORT - 1, None);
-    let io_high = aml::AddressSpace::new_io(PCI_IO_WINDOW.0, PCI_IO_WINDOW.1, None);
+    let io_high = aml::AddressSpace::new_io(pci.io.0, pci.io.1, None);
     let mmio32 = aml::AddressSpace::new_memory(
         aml::AddressSpaceCacheable::NotCacheable,
         true,

@@ -56,6 +56,8 @@ pub struct PciHostBridge {
     pub mmio32: (u64, u64),
     /// 64-bit MMIO window: base and size.
     pub mmio64: (u64, u64),
+    /// I/O port window: first and last port.
+    pub io: (u16, u16),
 }
 
 /// A virtio-pci IOMMU and the PCI endpoints it translates for.

@@ -148,6 +148,7 @@ fn with_pci_and_iommu(cpus: u8) -> Platform {
             bus_end: 0,
             mmio32: (0xc000_0000, 0x2000_0000),
             mmio64: (0x1_0000_0000, 0x10_0000_0000),
+            io: (0x1000, 0xffff),
         }),
         iommu: Some(IommuTopology {
             iommu_bdf: 1 << 3,

@@ -256,3 +256,41 @@ fn capabilities_describe_bar0() {
     assert_eq!(types, vec![CFG_COMMON, CFG_NOTIFY, CFG_ISR, CFG_DEVICE]);
     assert_eq!(d.read_config_register(0), 0x1042_1af4);
 }
+
+#[test]
+fn port_notify_mode_puts_notify_in_an_io_bar() {
+    let calls = Arc::new(Mutex::new(Calls::default()));
+    let mut d = VirtioPciDevice::new(
+        Arc::new(Mutex::new(FakeDevice {
+            calls: calls.clone(),
+        })),
+        BAR,
+        Arc::new(Msi::default()),
+        NotifyMode::InVcpuPort(0x1040),
+    )
+    .expect("transport");
+    assert_eq!(
+        d.read_config_register(4 + IO_NOTIFY_BAR),
+        0x1041,
+        "I/O BAR at 0x1040"
+    );
+    // The notify capability (second vendor capability) names BAR 2.
+    let common = (d.read_config_register(0xd) & 0xff) as usize;
+    let notify = ((d.read_config_register(common / 4) >> 8) & 0xff) as usize;
+    let head = d.read_config_register(notify / 4);
+    assert_eq!((head >> 24) & 0xff, u32::from(CFG_NOTIFY));
+    assert_eq!(
+        d.read_config_register(notify / 4 + 1) & 0xff,
+        IO_NOTIFY_BAR as u32
+    );
+    negotiate(&mut d, OFFERED);
+    setup_queue(&mut d, 1, 64, 0x20_0000);
+    w(&mut d, 0x14, 0x0f, 1);
+    d.write_bar(IO_NOTIFY_BAR, 4, &[1, 0]);
+    d.write_bar(IO_NOTIFY_BAR, 0, &[0, 0]);
+    assert_eq!(
+        calls.lock().expect("lock").processed,
+        vec![1],
+        "queue 0 is not enabled"
+    );
+}
