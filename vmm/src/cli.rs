@@ -53,6 +53,12 @@ pub struct Cli {
     #[arg(long, value_name = "BDF[,iommu=on|off]")]
     pub vfio: Vec<String>,
 
+    /// After each virtio-iommu request, keep watching its queue for this
+    /// many microseconds so that the next request needs no guest exit (a
+    /// busy-polling thread; 0 turns it off and every request is a kick).
+    #[arg(long, value_name = "US", default_value_t = 1000)]
+    pub iommu_poll_us: u64,
+
     /// Print the planned guest address map (RAM, holes and why, PCI
     /// windows, the virtio-iommu's reserved regions) and exit without
     /// starting a VM. `minivmm plan [OPTIONS]` is the same.

@@ -172,6 +172,8 @@ pub struct VmConfig {
     pub disks: Vec<DiskConfig>,
     /// Assigned host devices, in PCI slot order after the disks.
     pub vfio: Vec<VfioConfig>,
+    /// How long the virtio-iommu poller watches after a request (0: off).
+    pub iommu_poll: std::time::Duration,
     /// Only print the planned address map (`--dry-run`); `kernel` may then
     /// be empty.
     pub dry_run: bool,
@@ -259,6 +261,7 @@ impl VmConfig {
             cpus,
             disks,
             vfio,
+            iommu_poll: std::time::Duration::from_micros(cli.iommu_poll_us),
             dry_run: cli.dry_run,
             host_regions: cli.host_regions,
             allow_direct_regions: cli.allow_direct_regions,

@@ -14,7 +14,7 @@ use devices::pci::host_bridge::HostBridge;
 use devices::pci::{BarKind, PciConfigIo, PciConfigMmio, PciMmioWindow, PciRoot};
 use devices::virtio::block::{Block, BlockConfig, DiskError};
 use devices::virtio::iommu::{
-    EndpointConfig, IommuConfig, ReservedKind, ReservedRegion, VirtioIommu, EVENT_QUEUE,
+    EndpointConfig, IommuConfig, PollSignal, ReservedKind, ReservedRegion, VirtioIommu, EVENT_QUEUE,
 };
 use devices::virtio::pci::{
     IoEventRegistry, NotifyMode, VirtioPciDevice, VirtioPciError, BAR_SIZE,
@@ -334,6 +334,45 @@ pub fn open_vfio_devices(vm: &VmFd, config: &VmConfig) -> Result<Vec<OpenedVfio>
     Ok(opened)
 }
 
+/// Starts the thread that serves the virtio-iommu's request queue between
+/// kicks (see `devices::virtio::iommu::poll`).
+fn start_iommu_poller(
+    iommu: &Arc<Mutex<VirtioIommu>>,
+    window: std::time::Duration,
+) -> Result<(), DeviceError> {
+    let signal = Arc::new(PollSignal::new());
+    iommu
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .set_poller(signal.clone());
+    let iommu = iommu.clone();
+    std::thread::Builder::new()
+        .name("iommu-poll".into())
+        .spawn(move || loop {
+            signal.wait();
+            let mut idle_since = std::time::Instant::now();
+            loop {
+                let worked = iommu
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .poll_requests();
+                if worked {
+                    idle_since = std::time::Instant::now();
+                } else if idle_since.elapsed() >= window {
+                    iommu
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .stop_polling();
+                    break;
+                } else {
+                    std::hint::spin_loop();
+                }
+            }
+        })
+        .map_err(DeviceError::EventFd)?;
+    Ok(())
+}
+
 /// Maps all guest RAM (IOVA = GPA) for the `iommu=off` devices' shared
 /// container.
 fn map_ram_for_unmanaged(opened: &[OpenedVfio], memory: &GuestMemory) -> Result<(), DeviceError> {
@@ -465,7 +504,11 @@ pub fn create(
             .map(|i| device.translator(u32::from(disk_bdf(i))))
             .collect::<Result<Vec<_>, _>>()
             .map_err(DeviceError::Iommu)?;
-        let device: Arc<Mutex<dyn VirtioDevice>> = Arc::new(Mutex::new(device));
+        let device = Arc::new(Mutex::new(device));
+        if !config.iommu_poll.is_zero() {
+            start_iommu_poller(&device, config.iommu_poll)?;
+        }
+        let device: Arc<Mutex<dyn VirtioDevice>> = device;
         pci.add_virtio(device.clone(), true, bdf(1))?;
         pci.queue_events.push(QueueEvent {
             fd: faults,

@@ -150,6 +150,10 @@ pub struct VirtioIommu {
     request_queue: Option<Queue>,
     event_queue: Option<Queue>,
     interrupt: Option<Arc<dyn VirtioInterrupt>>,
+    /// Set when a poller thread serves the request queue between kicks.
+    poller: Option<Arc<super::PollSignal>>,
+    /// Notifications are off because a poll window is open.
+    polling: bool,
 }
 
 fn validate(config: &IommuConfig) -> Result<u32, Error> {
@@ -223,6 +227,8 @@ impl VirtioIommu {
             request_queue: None,
             event_queue: None,
             interrupt: None,
+            poller: None,
+            polling: false,
         })
     }
 
@@ -306,9 +312,50 @@ impl VirtioIommu {
         }
     }
 
-    fn process_requests(&mut self) {
-        let Some(queue) = self.request_queue.as_mut() else {
+    /// Lets a poller thread serve the request queue: after a kick,
+    /// notifications stay off and `signal` is woken; the poller calls
+    /// [`Self::poll_requests`] until its window passes, then
+    /// [`Self::stop_polling`].
+    pub fn set_poller(&mut self, signal: Arc<super::PollSignal>) {
+        self.poller = Some(signal);
+    }
+
+    /// Processes what is available without touching notifications;
+    /// returns whether anything was.
+    pub fn poll_requests(&mut self) -> bool {
+        if !self.polling {
+            return false;
+        }
+        self.drain_requests(true)
+    }
+
+    /// Ends a poll window: notifications back on, and whatever slipped in
+    /// meanwhile is processed.
+    pub fn stop_polling(&mut self) {
+        if !self.polling {
             return;
+        }
+        self.polling = false;
+        self.drain_requests(false);
+    }
+
+    fn process_requests(&mut self) {
+        let keep_polling = self.poller.is_some();
+        self.drain_requests(keep_polling);
+        if keep_polling && !self.polling && self.request_queue.is_some() {
+            self.polling = true;
+            if let Some(p) = &self.poller {
+                p.wake();
+            }
+        }
+    }
+
+    /// Drains the request queue. With `poll`, notifications are left off
+    /// (a poller watches); otherwise they are re-enabled, with the usual
+    /// re-check for buffers that raced with that.
+    fn drain_requests(&mut self, poll: bool) -> bool {
+        let Some(queue) = self.request_queue.as_mut() else {
+            return false;
         };
         let mem = &self.mem;
         let acked = self.acked_features;
@@ -335,6 +382,9 @@ impl VirtioIommu {
                 }
                 used_any = true;
             }
+            if poll {
+                break;
+            }
             match queue.enable_notification(mem) {
                 Ok(true) => continue,
                 Ok(false) => break,
@@ -347,6 +397,7 @@ impl VirtioIommu {
         if used_any {
             self.notify(REQUEST_QUEUE);
         }
+        used_any
     }
 
     fn deliver_faults(&mut self) {
@@ -495,5 +546,6 @@ impl VirtioDevice for VirtioIommu {
         self.request_queue = None;
         self.event_queue = None;
         self.interrupt = None;
+        self.polling = false;
     }
 }

@@ -21,6 +21,7 @@ pub mod dma;
 pub mod domains;
 pub mod event;
 pub mod mappings;
+pub mod poll;
 pub mod probe;
 pub mod protocol;
 pub mod request;
@@ -32,6 +33,7 @@ mod tests;
 pub use device::{EndpointConfig, Error, IommuConfig, VirtioIommu, EVENT_QUEUE, REQUEST_QUEUE};
 pub use dma::{DmaBackend, DmaError, DmaPerm};
 pub use domains::{ReservedKind, ReservedRegion};
+pub use poll::PollSignal;
 pub use translate::EndpointIommu;
 
 /// State shared between the device (request thread) and the translators

@@ -885,3 +885,40 @@ fn activate_requires_the_request_queue() {
         Err(crate::virtio::ActivateError::MissingQueue(0))
     ));
 }
+
+/// VRING_USED_F_NO_NOTIFY in the used ring's flags: the driver need not kick.
+fn no_notify(h: &Harness<'_>) -> bool {
+    let flags: u16 = h.mem.read_obj(h.reqq.used_addr()).expect("used flags");
+    flags & 1 != 0
+}
+
+#[test]
+fn polling_serves_requests_without_kicks_and_hands_back_to_notifications() {
+    let mem = guest_memory();
+    let mut h = Harness::new(&mem, config(), all_features());
+    let signal = Arc::new(super::PollSignal::new());
+    h.dev.set_poller(signal.clone());
+    assert!(!h.dev.poll_requests(), "no window open before a kick");
+
+    // A kick: processed at once, notifications stay off, the poller is woken.
+    h.submit(&attach(1, 8, 0), 4);
+    h.dev.process_queue(REQUEST_QUEUE);
+    assert_eq!(h.used().len(), 1);
+    assert!(no_notify(&h), "notifications off while the poller watches");
+    signal.wait();
+
+    // The next request is taken by the poller: no kick needed.
+    let w = h.submit(&map(1, 0, 0xfff, 0x10_0000, 3), 4);
+    assert!(h.dev.poll_requests());
+    assert_eq!(h.used().len(), 1);
+    assert_eq!(h.bytes(w, 4), vec![OK, 0, 0, 0]);
+    assert!(!h.dev.poll_requests(), "nothing new");
+
+    // The window closes: notifications back on, and a request that slipped
+    // in meanwhile is still served.
+    h.submit(&unmap(1, 0, 0xfff), 4);
+    h.dev.stop_polling();
+    assert!(!no_notify(&h));
+    assert_eq!(h.used().len(), 1);
+    assert!(!h.dev.poll_requests(), "window closed");
+}
