@@ -3,7 +3,7 @@
 # The L1 serial console is this script's stdin/stdout.
 # Usage: resources/nested-host/run.sh --images DIR [--mode test|demo]
 #          [--scenarios a,b,c] [--timeout SECS] [--smp N] [--memory SIZE]
-#          [--scenario-timeout SECS] [--iommu none|intel|amd]
+#          [--scenario-timeout SECS] [--iommu none|intel|intel-nointremap|amd]
 #          [--passthrough DEV]... [--append WORDS]
 # Test mode runs QEMU under `timeout` (default 900 s); demo mode keeps the
 # terminal in the foreground and has no time limit.
@@ -63,11 +63,15 @@ case "$iommu" in
         devices+=(-device "intel-iommu,intremap=on,caching-mode=on")
         append="$append intel_iommu=on"
         ;;
+    intel-nointremap)
+        devices+=(-device "intel-iommu,intremap=off,caching-mode=on")
+        append="$append intel_iommu=on"
+        ;;
     amd)
         machine=(-M "q35,kernel-irqchip=split")
         devices+=(-device "amd-iommu,intremap=on")
         ;;
-    *) die "--iommu must be none, intel or amd (got $iommu)" ;;
+    *) die "--iommu must be none, intel, intel-nointremap or amd (got $iommu)" ;;
 esac
 
 slot=3 bdfs="" n=0

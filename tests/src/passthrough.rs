@@ -19,6 +19,9 @@ pub enum HostIommu {
     Intel,
     /// `amd-iommu,intremap=on` on q35 with `kernel-irqchip=split`.
     Amd,
+    /// `intel-iommu,intremap=off`: DMA remapping without interrupt
+    /// remapping, which VFIO refuses (EPERM) unless told to accept it.
+    IntelNoIntremap,
 }
 
 impl HostIommu {
@@ -28,6 +31,7 @@ impl HostIommu {
             Self::None => "none",
             Self::Intel => "intel",
             Self::Amd => "amd",
+            Self::IntelNoIntremap => "intel-nointremap",
         }
     }
 }

@@ -185,3 +185,27 @@ fn passthrough_on_an_amd_host() {
     let last = check_disk(&run, "pt-disk-off", None);
     check_image(&run, &last);
 }
+
+/// Without interrupt remapping VFIO refuses the device (seed 002): minivmm
+/// says why it matters and which host setting accepts the risk.
+#[test]
+#[ignore = "boots the nested host; run by tests/run.sh"]
+fn no_interrupt_remapping_is_refused_with_the_risk_explained() {
+    let run = NestedHost::new("vfio-nointremap")
+        .host_iommu(HostIommu::IntelNoIntremap)
+        .passthrough(Passthrough::VirtioBlk { image_mib: 16 })
+        .scenario("no-intremap")
+        .run()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let outcome = run
+        .expect_rc0("no-intremap")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let line = outcome
+        .console
+        .iter()
+        .find(|l| l.contains("MINIVMM-REFUSED"))
+        .expect("refusal line");
+    assert!(line.contains("rc=1 lines=1"), "{line}");
+    assert!(line.contains("no interrupt remapping"), "{line}");
+    assert!(line.contains("allow_unsafe_interrupts=1"), "{line}");
+}
