@@ -475,7 +475,8 @@ impl VirtioPciDevice {
             _ => 0,
         };
         let bytes = value.to_le_bytes();
-        data.copy_from_slice(&bytes[..data.len().min(8)]);
+        let n = data.len().min(bytes.len());
+        data[..n].copy_from_slice(&bytes[..n]);
     }
 
     fn queue_addr(q: &QueueSetup, offset: u64) -> u64 {

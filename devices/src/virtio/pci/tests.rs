@@ -294,3 +294,30 @@ fn port_notify_mode_puts_notify_in_an_io_bar() {
         "queue 0 is not enabled"
     );
 }
+
+#[test]
+fn any_bar_access_of_any_width_is_survived() {
+    let (mut d, _, _) = transport();
+    negotiate(&mut d, OFFERED);
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for _ in 0..20_000 {
+        let offset = next() % (BAR_SIZE + 64);
+        let len = [1usize, 2, 3, 4, 8, 16][(next() % 6) as usize];
+        let mut buf = vec![0u8; len];
+        if next() % 2 == 0 {
+            d.read_bar((next() % 6) as usize, offset, &mut buf);
+        } else {
+            buf.iter_mut().for_each(|b| *b = next() as u8);
+            d.write_bar((next() % 6) as usize, offset, &buf);
+        }
+        let reg = (next() % 80) as usize;
+        d.write_config_register(reg, next() % 4, &buf[..len.min(4)]);
+        let _ = d.read_config_register(reg);
+    }
+}
