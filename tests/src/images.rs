@@ -52,25 +52,7 @@ pub fn build_images() -> Result<Images, Error> {
         return Err(Error::MissingBinary(bin));
     }
     let dir = target_dir().join("nested").join("images");
-    let script = workspace_root().join("resources/nested-host/build.sh");
-    let mut command = Command::new("bash");
-    command
-        .arg(&script)
-        .arg("--minivmm")
-        .arg(&bin)
-        .arg("--out")
-        .arg(&dir);
-    let description = format!("{command:?}");
-    let status = command.status().map_err(|source| Error::Spawn {
-        command: description.clone(),
-        source,
-    })?;
-    if !status.success() {
-        return Err(Error::CommandFailed {
-            command: description,
-            status,
-        });
-    }
+    run_build(&bin, &dir, &[])?;
     let images = Images { dir };
     *built = Some(images.clone());
     Ok(images)
@@ -86,13 +68,19 @@ pub fn build_image_variant(name: &str, options: &[&str]) -> Result<Images, Error
         return Err(Error::MissingBinary(bin));
     }
     let dir = target_dir().join("nested").join(name);
+    run_build(&bin, &dir, options)?;
+    Ok(Images { dir })
+}
+
+/// Runs `resources/nested-host/build.sh` for `bin` into `dir`.
+fn run_build(bin: &std::path::Path, dir: &std::path::Path, options: &[&str]) -> Result<(), Error> {
     let mut command = Command::new("bash");
     command
         .arg(workspace_root().join("resources/nested-host/build.sh"))
         .arg("--minivmm")
-        .arg(&bin)
+        .arg(bin)
         .arg("--out")
-        .arg(&dir)
+        .arg(dir)
         .args(options);
     let description = format!("{command:?}");
     let status = command.status().map_err(|source| Error::Spawn {
@@ -105,5 +93,5 @@ pub fn build_image_variant(name: &str, options: &[&str]) -> Result<Images, Error
             status,
         });
     }
-    Ok(Images { dir })
+    Ok(())
 }

@@ -73,6 +73,12 @@ pub enum VfioPciError {
     },
 }
 
+/// An access into one of the emulated MSI-X structures, at this offset.
+enum MsixPart {
+    Table(u64),
+    Pba(u64),
+}
+
 /// Host side of an mmapped BAR.
 struct Mapping {
     host_addr: u64,
@@ -333,6 +339,31 @@ impl VfioPciDevice {
             .is_some_and(|(loc, _)| loc.cap / 4 == reg)
     }
 
+    /// Which emulated MSI-X structure, if any, `offset` of BAR `bar` hits.
+    fn msix_part(&self, bar: usize, offset: u64) -> Option<MsixPart> {
+        let (loc, _) = self.msix.as_ref()?;
+        let within = |base: u64, size: u64| (base..base + size).contains(&offset);
+        if bar == loc.table_bar && within(loc.table_offset, loc.table_size()) {
+            Some(MsixPart::Table(offset - loc.table_offset))
+        } else if bar == loc.pba_bar && within(loc.pba_offset, loc.pba_size()) {
+            Some(MsixPart::Pba(offset - loc.pba_offset))
+        } else {
+            None
+        }
+    }
+
+    /// Whether `len` bytes at `offset` lie inside BAR `bar`.
+    fn in_bar(&self, bar: usize, offset: u64, len: usize) -> bool {
+        self.bars
+            .get(bar)
+            .and_then(Option::as_ref)
+            .is_some_and(|b| {
+                offset
+                    .checked_add(len as u64)
+                    .is_some_and(|end| end <= b.size)
+            })
+    }
+
     /// Byte offset of config dword `reg` within the MSI capability.
     fn in_msi_cap(&self, reg: usize) -> Option<usize> {
         let msi = self.msi.as_ref()?;
@@ -418,50 +449,29 @@ impl PciDevice for VfioPciDevice {
     }
 
     fn read_bar(&mut self, bar: usize, offset: u64, data: &mut [u8]) {
-        if let Some((loc, msix)) = self.msix.as_ref() {
-            if bar == loc.table_bar
-                && (loc.table_offset..loc.table_offset + loc.table_size()).contains(&offset)
-            {
-                return msix.read_table(offset - loc.table_offset, data);
+        match (self.msix_part(bar, offset), self.msix.as_ref()) {
+            (Some(MsixPart::Table(at)), Some((_, msix))) => msix.read_table(at, data),
+            (Some(MsixPart::Pba(at)), Some((_, msix))) => msix.read_pba(at, data),
+            _ if self.in_bar(bar, offset, data.len()) => {
+                self.device.region_read(bar as u32, data, offset)
             }
-            if bar == loc.pba_bar
-                && (loc.pba_offset..loc.pba_offset + loc.pba_size()).contains(&offset)
-            {
-                return msix.read_pba(offset - loc.pba_offset, data);
-            }
-        }
-        let in_bar = self
-            .bars
-            .get(bar)
-            .and_then(Option::as_ref)
-            .is_some_and(|b| offset + data.len() as u64 <= b.size);
-        if in_bar {
-            self.device.region_read(bar as u32, data, offset);
-        } else {
-            data.fill(0xff);
+            _ => data.fill(0xff),
         }
     }
 
     fn write_bar(&mut self, bar: usize, offset: u64, data: &[u8]) {
-        if let Some((loc, msix)) = self.msix.as_mut() {
-            if bar == loc.table_bar
-                && (loc.table_offset..loc.table_offset + loc.table_size()).contains(&offset)
-            {
-                return msix.write_table(offset - loc.table_offset, data);
+        match self.msix_part(bar, offset) {
+            Some(MsixPart::Table(at)) => {
+                if let Some((_, msix)) = self.msix.as_mut() {
+                    msix.write_table(at, data);
+                }
             }
-            if bar == loc.pba_bar
-                && (loc.pba_offset..loc.pba_offset + loc.pba_size()).contains(&offset)
-            {
-                return;
+            // The PBA is read-only.
+            Some(MsixPart::Pba(_)) => {}
+            None if self.in_bar(bar, offset, data.len()) => {
+                self.device.region_write(bar as u32, data, offset)
             }
-        }
-        let in_bar = self
-            .bars
-            .get(bar)
-            .and_then(Option::as_ref)
-            .is_some_and(|b| offset + data.len() as u64 <= b.size);
-        if in_bar {
-            self.device.region_write(bar as u32, data, offset);
+            None => {}
         }
     }
 }
