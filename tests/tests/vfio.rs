@@ -209,3 +209,20 @@ fn no_interrupt_remapping_is_refused_with_the_risk_explained() {
     assert!(line.contains("no interrupt remapping"), "{line}");
     assert!(line.contains("allow_unsafe_interrupts=1"), "{line}");
 }
+
+/// A device with MSI and no MSI-X (L1's edu): the MSI capability minivmm
+/// emulates is programmed by the guest and every interrupt arrives.
+#[test]
+#[ignore = "boots the nested host; run by tests/run.sh"]
+fn msi_only_device_delivers_its_interrupts() {
+    let run = NestedHost::new("vfio-msi")
+        .host_iommu(HostIommu::Intel)
+        .passthrough(Passthrough::Edu)
+        .scenario("edu-msi")
+        .run()
+        .unwrap_or_else(|e| panic!("{e}"));
+    run.expect_l2_pass("edu-msi")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let msi = fields(&run, "edu-msi", "MINIVMM-MSI ");
+    assert_eq!(msi.get("delivered"), msi.get("of"), "{msi:?}");
+}

@@ -170,6 +170,7 @@ impl VfioPciDevice {
             subsystem: word(0x2e),
         });
         let found = caps::walk(&raw);
+        log::debug!("vfio {bdf}: capabilities {found:?}");
         let mut bars: Vec<Option<Bar>> = (0..NUM_BARS).map(|_| None).collect();
         let mut index = 0;
         while index < NUM_BARS {
