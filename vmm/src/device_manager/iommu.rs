@@ -1,0 +1,103 @@
+//! The virtio-iommu on the bus: its endpoints and PROBE regions from the
+//! address plan, the VFIO back-end for assigned endpoints, the translators
+//! for emulated ones, the fault eventfd and the request-queue poller.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arch::x86_64::plan::{GuestMap, ResvKind};
+use arch::x86_64::GuestMemory;
+use devices::virtio::iommu::{
+    DmaBackend, EndpointConfig, EndpointIommu, IommuConfig, ReservedKind, ReservedRegion,
+    VirtioIommu, EVENT_QUEUE,
+};
+use devices::virtio::VirtioDevice;
+
+use super::pci::PciBuilder;
+use super::poller::start_iommu_poller;
+use super::{DeviceError, QueueEvent};
+use crate::vfio::VfioDomains;
+
+/// What the virtio-iommu is built from.
+pub(super) struct IommuSetup<'a> {
+    /// Guest RAM (its queues live there; VFIO maps from it).
+    pub memory: &'a GuestMemory,
+    /// The address plan (input range, PROBE regions).
+    pub map: &'a GuestMap,
+    /// Every endpoint behind it.
+    pub endpoints: &'a [u16],
+    /// The emulated endpoints, which need translators.
+    pub translated: &'a [u32],
+    /// The assigned endpoints' VFIO containers.
+    pub containers: BTreeMap<u32, Arc<vfio_ioctls::VfioContainer>>,
+    /// Poll window after each request (zero: no poller).
+    pub poll: Duration,
+    /// Where it goes on the bus.
+    pub bdf: u16,
+}
+
+/// The PROBE regions the plan gives every endpoint.
+fn reserved_regions(map: &GuestMap) -> Vec<ReservedRegion> {
+    map.probe_reserved
+        .iter()
+        .map(|r| ReservedRegion {
+            start: r.span.start,
+            end: r.span.end,
+            kind: match r.kind {
+                ResvKind::Msi => ReservedKind::Msi,
+                ResvKind::Reserved => ReservedKind::Reserved,
+            },
+        })
+        .collect()
+}
+
+/// Puts the virtio-iommu on the bus; returns a translator per emulated
+/// endpoint, keyed by endpoint ID.
+pub(super) fn add(
+    pci: &mut PciBuilder,
+    setup: IommuSetup<'_>,
+) -> Result<BTreeMap<u32, EndpointIommu>, DeviceError> {
+    let reserved = reserved_regions(setup.map);
+    let backend = (!setup.containers.is_empty()).then(|| {
+        Box::new(VfioDomains::new(setup.memory.clone(), setup.containers)) as Box<dyn DmaBackend>
+    });
+    let device = VirtioIommu::new(
+        IommuConfig {
+            endpoints: setup
+                .endpoints
+                .iter()
+                .map(|bdf| EndpointConfig {
+                    id: u32::from(*bdf),
+                    reserved: reserved.clone(),
+                })
+                .collect(),
+            input_range: setup.map.input_range(),
+            ..IommuConfig::default()
+        },
+        setup.memory.clone(),
+        backend,
+    )
+    .map_err(DeviceError::Iommu)?;
+    let faults = device
+        .fault_eventfd()
+        .try_clone()
+        .map_err(DeviceError::EventFd)?;
+    let translators = setup
+        .translated
+        .iter()
+        .map(|id| Ok((*id, device.translator(*id).map_err(DeviceError::Iommu)?)))
+        .collect::<Result<BTreeMap<_, _>, DeviceError>>()?;
+    let device = Arc::new(Mutex::new(device));
+    if !setup.poll.is_zero() {
+        start_iommu_poller(&device, setup.poll)?;
+    }
+    let device: Arc<Mutex<dyn VirtioDevice>> = device;
+    pci.add_virtio(device.clone(), true, setup.bdf)?;
+    pci.queue_events.push(QueueEvent {
+        fd: faults,
+        device,
+        queue: EVENT_QUEUE,
+    });
+    Ok(translators)
+}

@@ -1,0 +1,46 @@
+//! The thread that serves the virtio-iommu's request queue between kicks.
+
+use std::sync::{Arc, Mutex};
+
+use devices::virtio::iommu::{PollSignal, VirtioIommu};
+
+use super::DeviceError;
+
+/// Starts the thread that serves the virtio-iommu's request queue between
+/// kicks (see `devices::virtio::iommu::poll`).
+pub(super) fn start_iommu_poller(
+    iommu: &Arc<Mutex<VirtioIommu>>,
+    window: std::time::Duration,
+) -> Result<(), DeviceError> {
+    let signal = Arc::new(PollSignal::new());
+    iommu
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .set_poller(signal.clone());
+    let iommu = iommu.clone();
+    std::thread::Builder::new()
+        .name("iommu-poll".into())
+        .spawn(move || loop {
+            signal.wait();
+            let mut idle_since = std::time::Instant::now();
+            loop {
+                let worked = iommu
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .poll_requests();
+                if worked {
+                    idle_since = std::time::Instant::now();
+                } else if idle_since.elapsed() >= window {
+                    iommu
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .stop_polling();
+                    break;
+                } else {
+                    std::hint::spin_loop();
+                }
+            }
+        })
+        .map_err(DeviceError::EventFd)?;
+    Ok(())
+}
