@@ -48,23 +48,22 @@ install -D -m 0755 "$here/guest/udhcpc.script" "$root/etc/udhcpc/default.script"
 for tool in "$here"/guest/tools/*.c; do
     [ -e "$tool" ] || continue
     command -v "${CC:-cc}" >/dev/null || die "no C compiler (${CC:-cc}) for $tool (install gcc)"
-    "${CC:-cc}" -static -O2 -s -Wall -o "$root/usr/bin/$(basename "$tool" .c)" "$tool"
+    "${CC:-cc}" -static -O2 -s -Wall -I "$here/tools" -o "$root/usr/bin/$(basename "$tool" .c)" "$tool"
 done
 
-modules=()
-for entry in "${wanted_modules[@]}"; do
-    read -r symbol module <<<"$entry"
-    if grep -qx "$symbol=m" "$config"; then
-        modules+=("$module")
-    fi
-done
-extra=()
-for entry in "${on_demand_modules[@]}"; do
-    read -r symbol module <<<"$entry"
-    if grep -qx "$symbol=m" "$config"; then
-        extra+=("$module")
-    fi
-done
+# built_as_modules "SYMBOL module"...: the modules whose SYMBOL is =m in the
+# kernel's config (a built-in driver needs nothing), one per line.
+built_as_modules() {
+    local entry symbol module
+    for entry in "$@"; do
+        read -r symbol module <<<"$entry"
+        if grep -qx "$symbol=m" "$config"; then
+            echo "$module"
+        fi
+    done
+}
+mapfile -t modules < <(built_as_modules "${wanted_modules[@]}")
+mapfile -t extra < <(built_as_modules "${on_demand_modules[@]}")
 : >"$root/etc/modules"
 if [ "${#modules[@]}" -gt 0 ] || [ "${#extra[@]}" -gt 0 ]; then
     copy_modules "$kroot" "$ver" "$root" "${modules[@]}" "${extra[@]}"

@@ -55,7 +55,7 @@ cp "$here"/scenarios/*.sh "$here"/scenarios/*.inc "$root/scenarios/"
 copy_modules "$kroot" "$ver" "$root" kvm-amd vfio-pci vfio_iommu_type1
 copy_binary "$minivmm" "$root" /usr/bin/minivmm
 command -v "${CC:-cc}" >/dev/null || die "no C compiler (${CC:-cc}) for tools/vfio-probe.c (install gcc)"
-"${CC:-cc}" -static -Os -s -Wall -o "$root/usr/bin/vfio-probe" "$here/tools/vfio-probe.c"
+"${CC:-cc}" -static -Os -s -Wall -I "$res/tools" -o "$root/usr/bin/vfio-probe" "$here/tools/vfio-probe.c"
 if [ "$with_qemu" = yes ]; then
     qemu="$(command -v qemu-system-x86_64)" || die "--with-qemu: no qemu-system-x86_64 on this host"
     copy_binary "$qemu" "$root" /usr/bin/qemu-system-x86_64

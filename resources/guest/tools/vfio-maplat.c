@@ -33,30 +33,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#define VIO(nr) (((unsigned long)';' << 8) | (100 + (nr)))
-#define CHECK_EXTENSION VIO(1)
-#define SET_IOMMU VIO(2)
-#define GROUP_GET_STATUS VIO(3)
-#define GROUP_SET_CONTAINER VIO(4)
-#define GROUP_GET_DEVICE_FD VIO(6)
-#define IOMMU_GET_INFO VIO(12)
-#define IOMMU_MAP_DMA VIO(13)
-#define IOMMU_UNMAP_DMA VIO(14)
-
-#define TYPE1v2_IOMMU 3
-#define GROUP_FLAGS_VIABLE 1u
-#define IOMMU_INFO_PGSIZES 1u
-#define IOMMU_INFO_CAPS 2u
-#define CAP_IOVA_RANGE 1
-#define DMA_READ_WRITE 3u
+#include "vfio-uapi.h"
 
 #define SZ_2M (2ull << 20)
-
-struct group_status { uint32_t argsz, flags; };
-struct iommu_info { uint32_t argsz, flags; uint64_t pgsizes; uint32_t cap_offset, pad; };
-struct cap_header { uint16_t id, version; uint32_t next; };
-struct dma_map { uint32_t argsz, flags; uint64_t vaddr, iova, size; };
-struct dma_unmap { uint32_t argsz, flags; uint64_t iova, size; };
 
 static const char *label = "unknown";
 
@@ -80,22 +59,13 @@ static uint64_t now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-static int map(int container, void *buf, uint64_t iova, uint64_t size)
-{
-    struct dma_map m = {
-        .argsz = sizeof(m), .flags = DMA_READ_WRITE, .vaddr = (uint64_t)(uintptr_t)buf,
-        .iova = iova, .size = size,
-    };
-    return ioctl(container, IOMMU_MAP_DMA, &m);
-}
-
+/* vfio_unmap, failing unless the kernel unmapped all of it. */
 static int unmap(int container, uint64_t iova, uint64_t size)
 {
-    struct dma_unmap u = { .argsz = sizeof(u), .iova = iova, .size = size };
-    if (ioctl(container, IOMMU_UNMAP_DMA, &u) < 0)
+    uint64_t done;
+    if (vfio_unmap(container, iova, size, &done) < 0)
         return -1;
-    /* The kernel reports how much it unmapped in size. */
-    if (u.size != size) {
+    if (done != size) {
         errno = ENXIO;
         return -1;
     }
@@ -277,7 +247,7 @@ int main(int argc, char **argv)
             return failed("calloc");
         /* Warm-up: the first pins and page-table allocations are not timed. */
         for (int i = 0; i < 5; i++) {
-            if (map(container, buf, iova, size) < 0)
+            if (vfio_map(container, buf, iova, size) < 0)
                 return failed("map");
             if (unmap(container, iova, size) < 0)
                 return failed("unmap");
@@ -286,7 +256,7 @@ int main(int argc, char **argv)
         long done = 0;
         for (; done < n; done++) {
             uint64_t t0 = now_ns();
-            if (map(container, buf, iova, size) < 0)
+            if (vfio_map(container, buf, iova, size) < 0)
                 return failed("map");
             uint64_t t1 = now_ns();
             if (unmap(container, iova, size) < 0)

@@ -23,25 +23,12 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
-#define VIO(nr) (((unsigned long)';' << 8) | (100 + (nr)))
-#define SET_IOMMU VIO(2)
-#define GROUP_SET_CONTAINER VIO(4)
-#define GROUP_GET_DEVICE_FD VIO(6)
-#define DEVICE_GET_REGION_INFO VIO(8)
-#define DEVICE_SET_IRQS VIO(10)
+#include "vfio-uapi.h"
 
-#define TYPE1v2_IOMMU 3
-#define MSI_IRQ_INDEX 1
-#define IRQ_SET_DATA_EVENTFD (1u << 2)
-#define IRQ_SET_ACTION_TRIGGER (1u << 5)
-#define CONFIG_REGION_INDEX 7
 #define PCI_COMMAND 4
 #define PCI_COMMAND_MASTER 0x4
 #define EDU_RAISE 0x60
 #define EDU_ACK 0x64
-
-struct region_info { uint32_t argsz, flags, index, cap_offset; uint64_t size, offset; };
-struct irq_set { uint32_t argsz, flags, index, start, count; int32_t fd; };
 
 static int fail(const char *step)
 {

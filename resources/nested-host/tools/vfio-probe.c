@@ -22,32 +22,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#define VIO(nr) (((unsigned long)';' << 8) | (100 + (nr)))
-#define GET_API_VERSION VIO(0)
-#define CHECK_EXTENSION VIO(1)
-#define SET_IOMMU VIO(2)
-#define GROUP_GET_STATUS VIO(3)
-#define GROUP_SET_CONTAINER VIO(4)
-#define GROUP_GET_DEVICE_FD VIO(6)
-#define DEVICE_GET_INFO VIO(7)
-#define IOMMU_GET_INFO VIO(12)
-#define IOMMU_MAP_DMA VIO(13)
-#define IOMMU_UNMAP_DMA VIO(14)
-
-#define TYPE1v2_IOMMU 3
-#define GROUP_FLAGS_VIABLE 1u
-#define IOMMU_INFO_PGSIZES 1u
-#define IOMMU_INFO_CAPS 2u
-#define CAP_IOVA_RANGE 1
-#define CAP_DMA_AVAIL 3
-#define DMA_READ_WRITE 3u
-
-struct group_status { uint32_t argsz, flags; };
-struct iommu_info { uint32_t argsz, flags; uint64_t pgsizes; uint32_t cap_offset, pad; };
-struct cap_header { uint16_t id, version; uint32_t next; };
-struct device_info { uint32_t argsz, flags, num_regions, num_irqs, cap_offset, pad; };
-struct dma_map { uint32_t argsz, flags; uint64_t vaddr, iova, size; };
-struct dma_unmap { uint32_t argsz, flags; uint64_t iova, size; };
+#include "vfio-uapi.h"
 
 static char line[4096];
 static size_t used;
@@ -80,21 +55,6 @@ static int failed(const char *step)
 {
     add(" %s=%s", step, errname());
     return finish(1);
-}
-
-static int map(int container, void *buf, uint64_t iova, uint64_t size)
-{
-    struct dma_map m = {
-        .argsz = sizeof(m), .flags = DMA_READ_WRITE, .vaddr = (uint64_t)(uintptr_t)buf,
-        .iova = iova, .size = size,
-    };
-    return ioctl(container, IOMMU_MAP_DMA, &m);
-}
-
-static int unmap(int container, uint64_t iova, uint64_t size)
-{
-    struct dma_unmap u = { .argsz = sizeof(u), .iova = iova, .size = size };
-    return ioctl(container, IOMMU_UNMAP_DMA, &u);
 }
 
 int main(int argc, char **argv)
@@ -180,14 +140,14 @@ int main(int argc, char **argv)
     if (buf == MAP_FAILED)
         return failed("mmap");
     memset(buf, 0x5a, len);
-    if (map(container, buf, 1 << 20, len) < 0)
+    if (vfio_map(container, buf, 1 << 20, len) < 0)
         return failed("map");
-    if (unmap(container, 1 << 20, len) < 0)
+    if (vfio_unmap(container, 1 << 20, len, NULL) < 0)
         return failed("unmap");
     add(" map=ok");
     /* The host MSI window is reserved: mapping there must fail. */
-    if (map(container, buf, 0xfee00000, 1 << 20) == 0) {
-        unmap(container, 0xfee00000, 1 << 20);
+    if (vfio_map(container, buf, 0xfee00000, 1 << 20) == 0) {
+        vfio_unmap(container, 0xfee00000, 1 << 20, NULL);
         add(" msi_map=ok");
     } else {
         add(" msi_map=%s", errname());
