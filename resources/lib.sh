@@ -6,6 +6,11 @@
 # The pinned kernel used for both the nested host (L1) and the guest (L2).
 MINIVMM_KERNEL_VERSION="${MINIVMM_KERNEL_VERSION:-6.12.107+deb12-amd64}"
 MINIVMM_CACHE="${MINIVMM_CACHE:-$HOME/.cache/minivmm}"
+# The QEMU that l0-qemu.sh fetches from bookworm-backports.
+MINIVMM_L0_QEMU_VERSION="${MINIVMM_L0_QEMU_VERSION:-1:10.0.2+ds-2+deb13u1~bpo12+1}"
+# The L0 (the QEMU that runs the nested host) the scripts use by default; see
+# l0_qemu and docs/testing.md for the measurements behind the choice.
+MINIVMM_L0_DEFAULT=qemu7.2
 
 # Prints a progress line on stderr (stdout is kept for results).
 log() {
@@ -145,4 +150,41 @@ install_busybox() {
     for applet in $("$dir/bin/busybox" --list); do
         [ -e "$dir/bin/$applet" ] || ln -s busybox "$dir/bin/$applet"
     done
+}
+
+# l0_qemu NAME ARCH: sets the array L0_QEMU to the command line start of the
+# L0 called NAME for guests of ARCH (x86_64 or aarch64), and L0_NAME to the
+# name resolved:
+#   qemu7.2          the system's QEMU (Debian bookworm's 7.2), TCG with one
+#                    host thread per vCPU
+#   qemu7.2-single   the same, all vCPUs on one host thread
+#   qemu10           QEMU from l0-qemu.sh (bookworm-backports), one thread per vCPU
+#   qemu10-single    the same, all vCPUs on one host thread
+# NAME "default" means $MINIVMM_L0 if set, else $MINIVMM_L0_DEFAULT.
+l0_qemu() {
+    local name="$1" arch="$2" threads=multi dir bin
+    [ "$name" != default ] || name="${MINIVMM_L0:-$MINIVMM_L0_DEFAULT}"
+    L0_NAME="$name"
+    case "$name" in
+        *-single) threads=single; name="${name%-single}" ;;
+    esac
+    case "$name" in
+        qemu7.2)
+            ensure_packages qemu-system-x86
+            [ "$arch" != aarch64 ] || ensure_packages qemu-system-arm
+            L0_QEMU=("qemu-system-$arch")
+            ;;
+        qemu10)
+            ensure_packages seabios
+            dir="$(bash "$(dirname "${BASH_SOURCE[0]}")/l0-qemu.sh")"
+            bin="$dir/usr/bin/qemu-system-$arch"
+            [ -x "$bin" ] || die "no $bin"
+            # Its own modules and firmware; -audio none keeps it from probing
+            # the system QEMU's audio modules.
+            L0_QEMU=(env "QEMU_MODULE_DIR=$dir/usr/lib/x86_64-linux-gnu/qemu" "$bin"
+                -L "$dir/usr/share/qemu" -L /usr/share/seabios -audio none)
+            ;;
+        *) die "unknown L0 $1 (qemu7.2, qemu7.2-single, qemu10 or qemu10-single)" ;;
+    esac
+    L0_QEMU+=(-accel "tcg,thread=$threads")
 }

@@ -9,6 +9,7 @@ pub mod bus;
 pub mod guest_events;
 pub mod legacy;
 pub mod pci;
+pub mod ratelimit;
 pub mod vfio;
 pub mod virtio;
 

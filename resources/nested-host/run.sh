@@ -4,9 +4,16 @@
 # Usage: resources/nested-host/run.sh --images DIR [--mode test|demo]
 #          [--scenarios a,b,c] [--timeout SECS] [--smp N] [--memory SIZE]
 #          [--scenario-timeout SECS] [--iommu none|intel|intel-nointremap|amd]
-#          [--passthrough DEV]... [--append WORDS]
-# Test mode runs QEMU under `timeout` (default 900 s); demo mode keeps the
-# terminal in the foreground and has no time limit.
+#          [--passthrough DEV]... [--append WORDS] [--l0 NAME]
+# Test mode runs QEMU under `timeout` (default 900 s), holding the lock
+# $MINIVMM_NESTED_LOCK (default /tmp/minivmm-nested.lock) so that nested
+# hosts never share the machine's cores; demo mode keeps the terminal in the
+# foreground and has no time limit.
+#
+# --l0 picks the QEMU that runs L1 (see l0_qemu in lib.sh: qemu7.2,
+# qemu7.2-single, qemu10, qemu10-single; default: $MINIVMM_L0 or the
+# project's default). L1's kernel prints without timestamps (printk.time=0),
+# so that in the console a kernel line with a `[ seconds]` prefix is L2's.
 #
 # --iommu gives L1 an emulated host IOMMU (default none: no vIOMMU):
 #   intel  -M q35,kernel-irqchip=split -device intel-iommu,intremap=on,
@@ -30,7 +37,7 @@ set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
 
 images="" mode=test scenarios="" limit=900 smp=4 memory=3G scenario_timeout=300
-iommu=none extra_append="" passthrough=()
+iommu=none extra_append="" passthrough=() l0=default
 while [ $# -gt 0 ]; do
     case "$1" in
         --images) images="$2"; shift 2 ;;
@@ -43,6 +50,7 @@ while [ $# -gt 0 ]; do
         --iommu) iommu="$2"; shift 2 ;;
         --passthrough) passthrough+=("$2"); shift 2 ;;
         --append) extra_append="$extra_append $2"; shift 2 ;;
+        --l0) l0="$2"; shift 2 ;;
         *) die "unknown argument $1 (see the header of $0)" ;;
     esac
 done
@@ -51,7 +59,7 @@ for f in vmlinuz initrd.img; do
     [ -f "$images/$f" ] || die "missing $images/$f (run resources/nested-host/build.sh)"
 done
 
-append="console=ttyS0 quiet panic=-1 minivmm.mode=$mode minivmm.scenario_timeout=$scenario_timeout"
+append="console=ttyS0 quiet panic=-1 printk.time=0 minivmm.mode=$mode minivmm.scenario_timeout=$scenario_timeout"
 [ -z "$scenarios" ] || append="$append minivmm.scenarios=$scenarios"
 
 machine=(-M q35)
@@ -103,7 +111,8 @@ done
 [ -z "$bdfs" ] || append="$append minivmm.vfio=${bdfs#,}"
 append="$append$extra_append"
 
-qemu=(qemu-system-x86_64 -accel "tcg,thread=multi" -cpu max "${machine[@]}" -smp "$smp" -m "$memory"
+l0_qemu "$l0" x86_64
+qemu=("${L0_QEMU[@]}" -cpu max "${machine[@]}" -smp "$smp" -m "$memory"
     -nographic -no-reboot -nic none -kernel "$images/vmlinuz" -initrd "$images/initrd.img"
     "${devices[@]}" -append "$append")
 
@@ -111,5 +120,8 @@ if [ "$mode" = demo ]; then
     log "booting the nested host (quit QEMU with Ctrl-a x)"
     exec "${qemu[@]}"
 fi
-log "booting the nested host: scenarios=$scenarios timeout=${limit}s iommu=$iommu passthrough=${passthrough[*]:-none}"
+# QEMU inherits the locked descriptor: the lock lasts as long as it runs.
+exec 9>"${MINIVMM_NESTED_LOCK:-/tmp/minivmm-nested.lock}"
+flock 9 || die "could not take the nested-host lock"
+log "booting the nested host: l0=$L0_NAME scenarios=$scenarios timeout=${limit}s iommu=$iommu passthrough=${passthrough[*]:-none}"
 exec timeout -s KILL "$limit" "${qemu[@]}" </dev/null

@@ -8,6 +8,8 @@ const SCENARIO_END: &str = "MINIVMM-SCENARIO-END ";
 const L2_RESULT: &str = "MINIVMM-L2-RESULT ";
 const L1_DONE: &str = "MINIVMM-L1-DONE";
 const L1_VFIO: &str = "MINIVMM-L1-VFIO ";
+/// run.sh's last line before it starts QEMU.
+const L0_START: &str = "==> booting the nested host";
 
 /// A passthrough device as L1's `/init` left it:
 /// `MINIVMM-L1-VFIO bdf=B kind=K group=N|none bound=yes|no driver=D regions=R`.
@@ -140,6 +142,8 @@ pub(crate) struct Transcript {
     pub kvm: Option<bool>,
     /// When L1 printed its ready marker.
     pub l1_ready: Option<Duration>,
+    /// When run.sh started QEMU (after waiting for the nested-host lock).
+    pub l0_start: Option<Duration>,
     /// Whether L1 printed its done marker.
     pub done: bool,
     /// The passthrough devices L1 bound to vfio-pci, in its order.
@@ -154,7 +158,9 @@ impl Transcript {
     /// Feeds one console line. Markers are searched anywhere in the line,
     /// because terminal escapes or interleaved output may precede them.
     pub fn feed(&mut self, at: Duration, line: &str) {
-        if let Some(rest) = after(line, L1_READY) {
+        if line.contains(L0_START) {
+            self.l0_start.get_or_insert(at);
+        } else if let Some(rest) = after(line, L1_READY) {
             self.kvm = Some(rest.split_whitespace().any(|word| word == "kvm=yes"));
             self.l1_ready = Some(at);
         } else if let Some(rest) = after(line, L1_VFIO) {
@@ -186,6 +192,14 @@ impl Transcript {
                 scenario.console.push(line.to_string());
             }
         }
+    }
+
+    /// Host time from QEMU's start to L1's ready marker.
+    pub fn l1_boot_time(&self) -> Option<Duration> {
+        Some(
+            self.l1_ready?
+                .saturating_sub(self.l0_start.unwrap_or_default()),
+        )
     }
 
     /// The outcome of the scenario `name`, if it started.

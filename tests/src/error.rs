@@ -83,4 +83,14 @@ pub enum Error {
         /// The scenario's console lines (the last ones if it is long).
         console: String,
     },
+    /// Every attempt of a run was spoiled by a crash that L0 caused.
+    #[error("every one of {attempts} attempts was spoiled by the test environment (log of the last: {log}):\n{faults}")]
+    Environment {
+        /// How many attempts were made.
+        attempts: u32,
+        /// What spoiled each, one per line.
+        faults: String,
+        /// The console log of the last attempt.
+        log: PathBuf,
+    },
 }

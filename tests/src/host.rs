@@ -12,6 +12,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::console::{ScenarioOutcome, Transcript, VfioDevice};
+use crate::environment::{EnvironmentFault, FaultScanner};
 use crate::images::{build_images, target_dir, workspace_root, Images};
 use crate::passthrough::{
     create_image, passthrough_bdf, tftp_file, HostIommu, Passthrough, PassthroughDevice, TftpFile,
@@ -21,8 +22,9 @@ use crate::Error;
 /// How many console lines an error shows.
 const TAIL_LINES: usize = 60;
 
-/// How many times a run whose L1 kernel panicked is tried.
-pub const L1_BOOT_ATTEMPTS: u32 = 3;
+/// How many times a run spoiled by the environment is tried (see
+/// [`NestedHost::run`]).
+pub const ENVIRONMENT_ATTEMPTS: u32 = 3;
 
 /// One boot of the nested host running a list of scenarios in sequence.
 #[derive(Debug, Clone)]
@@ -37,6 +39,8 @@ pub struct NestedHost {
     passthrough: Vec<Passthrough>,
     append: Vec<String>,
     images: Option<Images>,
+    l0: Option<String>,
+    attempts: u32,
 }
 
 impl NestedHost {
@@ -53,7 +57,24 @@ impl NestedHost {
             passthrough: Vec::new(),
             append: Vec::new(),
             images: None,
+            l0: None,
+            attempts: ENVIRONMENT_ATTEMPTS,
         }
+    }
+
+    /// The L0 that runs L1 (`run.sh --l0`: `qemu7.2`, `qemu7.2-single`,
+    /// `qemu10`, `qemu10-single`); default: `MINIVMM_L0` or the project's
+    /// default (see `docs/testing.md`).
+    pub fn l0(mut self, name: &str) -> Self {
+        self.l0 = Some(name.to_string());
+        self
+    }
+
+    /// How many times a run spoiled by the environment is tried (default
+    /// [`ENVIRONMENT_ATTEMPTS`]; at least 1).
+    pub fn attempts(mut self, attempts: u32) -> Self {
+        self.attempts = attempts.max(1);
+        self
     }
 
     /// Boots these images instead of the default ones of [`build_images`]
@@ -188,34 +209,58 @@ impl NestedHost {
     /// when L1 times out or a marker (ready, a scenario's start or end,
     /// done, one `MINIVMM-L1-VFIO` per passthrough device) is missing.
     ///
-    /// L1 itself (Debian's kernel under multi-threaded TCG) now and then
-    /// dies with an `int3` oops while it patches its own code (jump labels),
-    /// a QEMU TCG cross-modifying-code race that has nothing to do with the
-    /// L2 guest. A run in which L1 panicked and never reached
-    /// `MINIVMM-L1-DONE` is retried, at most [`L1_BOOT_ATTEMPTS`] times in
-    /// all, and says so; any other failure (an L2 guest's panic included:
-    /// L1 survives those and reports them) is returned at once.
+    /// A run whose console shows a crash that L0 caused (see
+    /// [`crate::environment`]: a kernel, L1 or L2, killed by a stale
+    /// translation of text it had patched; or L0's QEMU dying of a signal)
+    /// is tried again, up to [`NestedHost::attempts`] times in all, and
+    /// each retry is printed with the signature that caused it; the result
+    /// is an [`Error::Environment`] only if every attempt hit one. Any other
+    /// failure is returned at once and never retried.
     pub fn run(&self) -> Result<Run, Error> {
-        let mut attempt = 1;
-        loop {
-            match self.run_once() {
-                Err(Error::MissingMarker { marker, tail, .. })
-                    if attempt < L1_BOOT_ATTEMPTS
-                        && tail.contains("Kernel panic")
-                        && !tail.contains("MINIVMM-L1-DONE") =>
-                {
-                    eprintln!(
-                        "nested host {}: L1 panicked (attempt {attempt}, missing {marker}); booting it again",
-                        self.name
-                    );
-                    attempt += 1;
+        let mut spoiled = Vec::new();
+        for attempt in 1..=self.attempts {
+            let (result, faults) = self.attempt();
+            match faults.first() {
+                None => {
+                    return result.map(|mut run| {
+                        run.attempts = attempt;
+                        run.spoiled = spoiled;
+                        run
+                    })
                 }
-                other => return other,
+                Some(fault) => {
+                    eprintln!(
+                        "nested host {}: attempt {attempt}/{} spoiled by the environment, not minivmm: {fault}{}",
+                        self.name,
+                        self.attempts,
+                        if attempt < self.attempts { "; booting it again" } else { "" }
+                    );
+                    spoiled.push(fault.clone());
+                }
             }
         }
+        Err(Error::Environment {
+            attempts: self.attempts,
+            faults: spoiled
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n"),
+            log: target_dir()
+                .join("nested")
+                .join(format!("{}.log", self.name)),
+        })
     }
 
-    fn run_once(&self) -> Result<Run, Error> {
+    /// One boot of the nested host, not retried, with every environmental
+    /// fault its console showed (for the L0 census).
+    pub fn attempt(&self) -> (Result<Run, Error>, FaultScanner) {
+        let mut faults = FaultScanner::default();
+        let result = self.run_once(&mut faults);
+        (result, faults)
+    }
+
+    fn run_once(&self, faults: &mut FaultScanner) -> Result<Run, Error> {
         let images = match &self.images {
             Some(images) => images.clone(),
             None => build_images()?,
@@ -246,6 +291,7 @@ impl NestedHost {
                 &self.scenario_timeout.as_secs().to_string(),
             ])
             .args(["--smp", &self.smp.to_string(), "--memory", &self.memory])
+            .args(["--l0", self.l0.as_deref().unwrap_or("default")])
             .args(&passthrough_args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -270,6 +316,7 @@ impl NestedHost {
                     eprintln!("[{:8.3}] {line}", at.as_secs_f64());
                     writeln!(log, "[{:8.3}] {line}", at.as_secs_f64()).map_err(log_error)?;
                     transcript.feed(at, &line);
+                    faults.feed(&line);
                     if tail.len() == TAIL_LINES {
                         tail.pop_front();
                     }
@@ -288,6 +335,13 @@ impl NestedHost {
         // `timeout -s KILL` in run.sh kills QEMU and then itself.
         timed_out |=
             status.is_some_and(|s| s.signal() == Some(9) || matches!(s.code(), Some(124 | 137)));
+        // `timeout` exits with 128 + N when QEMU dies of signal N.
+        if let Some(signal) = status.and_then(|s| s.code()).and_then(l0_crash_signal) {
+            faults.faults.push(EnvironmentFault {
+                kernel: crate::environment::Kernel::L1,
+                signature: format!("L0's QEMU died of {signal}"),
+            });
+        }
         let tail = Vec::from(tail).join("\n");
         if timed_out {
             return Err(Error::Timeout {
@@ -322,7 +376,7 @@ impl NestedHost {
         }
         Ok(Run {
             kvm: transcript.kvm == Some(true),
-            l1_ready: transcript.l1_ready.unwrap_or_default(),
+            l1_ready: transcript.l1_boot_time().unwrap_or_default(),
             elapsed,
             scenarios: transcript.scenarios,
             host_iommu: self.host_iommu,
@@ -330,8 +384,29 @@ impl NestedHost {
             vfio: transcript.vfio,
             tftp,
             log: log_path,
+            attempts: 1,
+            spoiled: Vec::new(),
         })
     }
+}
+
+/// The signal name for a `timeout` exit status that says QEMU crashed.
+fn l0_crash_signal(code: i32) -> Option<&'static str> {
+    match code - 128 {
+        libc_signal::SIGABRT => Some("SIGABRT"),
+        libc_signal::SIGBUS => Some("SIGBUS"),
+        libc_signal::SIGSEGV => Some("SIGSEGV"),
+        libc_signal::SIGILL => Some("SIGILL"),
+        _ => None,
+    }
+}
+
+/// The Linux signal numbers of a crashing process.
+mod libc_signal {
+    pub const SIGILL: i32 = 4;
+    pub const SIGABRT: i32 = 6;
+    pub const SIGBUS: i32 = 7;
+    pub const SIGSEGV: i32 = 11;
 }
 
 /// What a run's passthrough devices need, made before L1 boots.
@@ -351,6 +426,10 @@ pub struct Run {
     pub kvm: bool,
     /// Host time from starting QEMU to `MINIVMM-L1-READY`.
     pub l1_ready: Duration,
+    /// Which attempt this was (1 unless earlier ones were spoiled).
+    pub attempts: u32,
+    /// What spoiled the earlier attempts.
+    pub spoiled: Vec<EnvironmentFault>,
     /// Host time of the whole run.
     pub elapsed: Duration,
     /// The scenarios in the order they ran.

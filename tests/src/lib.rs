@@ -50,6 +50,7 @@
 //! ```
 
 mod console;
+pub mod environment;
 mod error;
 mod host;
 mod images;
@@ -57,7 +58,7 @@ mod passthrough;
 
 pub use console::{L2Result, ScenarioOutcome, VfioDevice};
 pub use error::Error;
-pub use host::{NestedHost, Run};
+pub use host::{NestedHost, Run, ENVIRONMENT_ATTEMPTS};
 pub use images::{
     build_image_variant, build_images, minivmm_binary, target_dir, workspace_root, Images,
 };
