@@ -112,8 +112,10 @@ done
 append="$append$extra_append"
 
 l0_qemu "$l0" x86_64
+# -nodefaults: no default VGA, floppy or CD-ROM (probing QEMU 10's empty
+# AHCI CD-ROM costs SeaBIOS a 32 s timeout); the console is the serial port.
 qemu=("${L0_QEMU[@]}" -cpu max "${machine[@]}" -smp "$smp" -m "$memory"
-    -nographic -no-reboot -nic none -kernel "$images/vmlinuz" -initrd "$images/initrd.img"
+    -nodefaults -display none -serial mon:stdio -no-reboot -nic none -kernel "$images/vmlinuz" -initrd "$images/initrd.img"
     "${devices[@]}" -append "$append")
 
 if [ "$mode" = demo ]; then
