@@ -43,6 +43,8 @@ install_busybox "$root"
 install -m 0755 "$here/guest/init" "$root/init"
 cp "$here"/guest/scenarios/*.sh "$root/scenarios/"
 install -D -m 0755 "$here/guest/udhcpc.script" "$root/etc/udhcpc/default.script"
+install -D -m 0644 "$here/guest/lib.sh" "$root/etc/minivmm/lib.sh"
+install -m 0644 "$here/guest/demo.sh" "$root/etc/minivmm/demo.sh"
 # Static helpers the scenarios run (guest/tools/NAME.c -> /usr/bin/NAME;
 # vfio-maplat for the maplat scenario).
 for tool in "$here"/guest/tools/*.c; do

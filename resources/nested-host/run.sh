@@ -5,10 +5,11 @@
 #          [--scenarios a,b,c] [--timeout SECS] [--smp N] [--memory SIZE]
 #          [--scenario-timeout SECS] [--iommu none|intel|intel-nointremap|amd]
 #          [--passthrough DEV]... [--append WORDS] [--l0 NAME]
-# Test mode runs QEMU under `timeout` (default 900 s), holding the lock
-# $MINIVMM_NESTED_LOCK (default /tmp/minivmm-nested.lock) so that nested
-# hosts never share the machine's cores; demo mode keeps the terminal in the
-# foreground and has no time limit.
+# Both modes hold the lock $MINIVMM_NESTED_LOCK (default
+# /tmp/minivmm-nested.lock) while QEMU runs, so that nested hosts never
+# share the machine's cores. Test mode runs QEMU under `timeout` (default
+# 900 s); demo mode keeps the terminal in the foreground and has no time
+# limit.
 #
 # --l0 picks the QEMU that runs L1 (see l0_qemu in lib.sh: qemu7.2,
 # qemu7.2-single, qemu10, qemu10-single; default: $MINIVMM_L0 or the
@@ -118,12 +119,15 @@ qemu=("${L0_QEMU[@]}" -cpu max "${machine[@]}" -smp "$smp" -m "$memory"
     -nodefaults -display none -serial mon:stdio -no-reboot -nic none -kernel "$images/vmlinuz" -initrd "$images/initrd.img"
     "${devices[@]}" -append "$append")
 
+# QEMU inherits the locked descriptor: the lock lasts as long as it runs.
+exec 9>"${MINIVMM_NESTED_LOCK:-/tmp/minivmm-nested.lock}"
+if ! flock -n 9; then
+    log "waiting for another nested host on this machine to finish"
+    flock 9 || die "could not take the nested-host lock"
+fi
 if [ "$mode" = demo ]; then
     log "booting the nested host (quit QEMU with Ctrl-a x)"
     exec "${qemu[@]}"
 fi
-# QEMU inherits the locked descriptor: the lock lasts as long as it runs.
-exec 9>"${MINIVMM_NESTED_LOCK:-/tmp/minivmm-nested.lock}"
-flock 9 || die "could not take the nested-host lock"
 log "booting the nested host: l0=$L0_NAME scenarios=$scenarios timeout=${limit}s iommu=$iommu passthrough=${passthrough[*]:-none}"
 exec timeout -s KILL "$limit" "${qemu[@]}" </dev/null

@@ -93,4 +93,18 @@ pub enum Error {
         /// The console log of the last attempt.
         log: PathBuf,
     },
+    /// A program on a terminal did not print what was expected.
+    #[error(
+        "the terminal never showed `{expected}` ({why} after {after:?}); its last output:\n{tail}"
+    )]
+    Terminal {
+        /// What was expected.
+        expected: String,
+        /// Why waiting ended.
+        why: String,
+        /// When, since the program started.
+        after: Duration,
+        /// The end of what it printed.
+        tail: String,
+    },
 }

@@ -55,6 +55,7 @@ mod error;
 mod host;
 mod images;
 mod passthrough;
+mod terminal;
 
 pub use console::{L2Result, ScenarioOutcome, VfioDevice};
 pub use error::Error;
@@ -65,3 +66,4 @@ pub use images::{
 pub use passthrough::{
     passthrough_bdf, sha256_of, tftp_file, HostIommu, Passthrough, PassthroughDevice, TftpFile,
 };
+pub use terminal::Terminal;

@@ -11,24 +11,9 @@ if [ -z "$file" ] || [ -z "$want" ]; then
     fail "no minivmm.tftp_file= or minivmm.tftp_sha256= on the command line"
 fi
 
-modprobe e1000e || fail "could not load e1000e"
-# The NIC's netdev appears once the driver probed it.
-iface=""
-tries=0
-while [ -z "$iface" ] && [ "$tries" -lt 100 ]; do
-    for dev in /sys/class/net/*; do
-        [ "$(basename "$(readlink -f "$dev/device/driver" 2>/dev/null)")" = e1000e ] && iface="${dev##*/}"
-    done
-    [ -n "$iface" ] || sleep 0.1
-    tries=$((tries + 1))
-done
-[ -n "$iface" ] || fail "no e1000e network interface"
-
-ip link set lo up
-ip link set "$iface" up
-udhcpc -i "$iface" -n -q -t 10 -T 2 -s /etc/udhcpc/default.script || fail "$iface: no DHCP lease"
-ip="$(ip -4 addr show dev "$iface" | awk '/inet / { sub("/.*", "", $2); print $2; exit }')"
-[ -n "$ip" ] || fail "$iface: no IPv4 address after DHCP"
+. /etc/minivmm/lib.sh
+nic_up e1000e || fail "$NIC_ERROR"
+iface="$NIC_IFACE" ip="$NIC_IP"
 
 tftp -g -r "$file" -l "/tmp/$file" 10.0.2.2 || fail "tftp of $file from 10.0.2.2 failed"
 got="$(sha256sum "/tmp/$file")"
