@@ -1,13 +1,13 @@
 //! `l0-census`: how often each L0 spoils nested boots, and how fast it is.
 //!
 //! ```text
-//! cargo run --release -p minivmm-tests --bin l0-census -- L0[,L0...] BOOTS [SCENARIO...]
+//! cargo run --release -p minivmm-tests --bin l0-census -- L0[,L0...] BOOTS [--smp N] [SCENARIO...]
 //! ```
 //!
 //! Boots the nested host BOOTS times under each L0 named (`qemu7.2`,
 //! `qemu7.2-single`, `qemu10`, `qemu10-single`; see `run.sh --l0`), taking
 //! the L0s in turn so that they share the machine's conditions, each time
-//! with L1 at 10 vCPUs running the scenarios (default `boot-smp` and
+//! with L1 at 10 vCPUs (or N) running the scenarios (default `boot-smp` and
 //! `boot-smp8`: L2 with 2 and with 8 vCPUs), never retrying. Per boot it
 //! prints one `CENSUS` line (stale-text int3 oopses in L1 and in L2, other
 //! int3 oopses, L1 boot time, each scenario's L2 boot time or failure) and
@@ -48,12 +48,12 @@ struct Tally {
 
 impl Tally {
     /// Boots the nested host once under `l0` and prints its `CENSUS` line.
-    fn boot(&mut self, l0: &str, scenarios: &[&str]) {
+    fn boot(&mut self, l0: &str, smp: u32, scenarios: &[&str]) {
         self.boots += 1;
         self.l2_times.resize(scenarios.len(), Vec::new());
         let host = NestedHost::new(&format!("census-{l0}"))
             .l0(l0)
-            .smp(10)
+            .smp(smp)
             .attempts(1)
             .timeout(Duration::from_secs(900))
             .scenarios(scenarios.iter().copied());
@@ -131,19 +131,32 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (Some(l0s), Some(Ok(boots))) = (args.first(), args.get(1).map(|n| n.parse::<u32>())) else {
         eprintln!(
-            "usage: l0-census L0[,L0...] BOOTS [SCENARIO...] (L0: qemu7.2, qemu7.2-single, qemu10, qemu10-single)"
+            "usage: l0-census L0[,L0...] BOOTS [--smp N] [SCENARIO...] (L0: qemu7.2, qemu7.2-single, qemu10, qemu10-single)"
         );
         return ExitCode::from(2);
     };
     let l0s: Vec<&str> = l0s.split(',').collect();
-    let scenarios: Vec<&str> = match args.get(2..) {
-        Some(rest) if !rest.is_empty() => rest.iter().map(String::as_str).collect(),
-        _ => vec!["boot-smp", "boot-smp8"],
+    let mut rest = args.get(2..).unwrap_or_default();
+    let mut smp = 10;
+    if rest.first().map(String::as_str) == Some("--smp") {
+        match rest.get(1).map(|n| n.parse()) {
+            Some(Ok(n)) => smp = n,
+            _ => {
+                eprintln!("l0-census: --smp needs a number");
+                return ExitCode::from(2);
+            }
+        }
+        rest = &rest[2..];
+    }
+    let scenarios: Vec<&str> = if rest.is_empty() {
+        vec!["boot-smp", "boot-smp8"]
+    } else {
+        rest.iter().map(String::as_str).collect()
     };
     let mut tallies: Vec<Tally> = l0s.iter().map(|_| Tally::default()).collect();
     for _ in 0..boots {
         for (l0, tally) in l0s.iter().zip(tallies.iter_mut()) {
-            tally.boot(l0, &scenarios);
+            tally.boot(l0, smp, &scenarios);
         }
     }
     for (l0, tally) in l0s.iter().zip(tallies.iter_mut()) {
