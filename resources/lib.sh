@@ -10,7 +10,7 @@ MINIVMM_CACHE="${MINIVMM_CACHE:-$HOME/.cache/minivmm}"
 MINIVMM_L0_QEMU_VERSION="${MINIVMM_L0_QEMU_VERSION:-1:10.0.2+ds-2+deb13u1~bpo12+1}"
 # The L0 (the QEMU that runs the nested host) the scripts use by default; see
 # l0_qemu and docs/testing.md for the measurements behind the choice.
-MINIVMM_L0_DEFAULT=qemu7.2
+MINIVMM_L0_DEFAULT=qemu10
 
 # Prints a progress line on stderr (stdout is kept for results).
 log() {
