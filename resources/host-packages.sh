@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Installs the host packages the nested test host and the demo need
-# (QEMU, a static busybox, cpio, kmod for depmod, xz). Idempotent.
+# (QEMU 7.2 and the pinned QEMU 10 from bookworm-backports, a static busybox,
+# cpio, kmod for depmod, xz). Idempotent.
 set -euo pipefail
 # shellcheck source=resources/lib.sh
 . "$(dirname "$0")/lib.sh"
 
 ensure_packages qemu-system-x86 busybox-static cpio kmod xz-utils
+# The default L0 QEMU (see l0_qemu in lib.sh), fetched into the cache now
+# rather than during the first nested boot.
+bash "$(dirname "$0")/l0-qemu.sh" >/dev/null
