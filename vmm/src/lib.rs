@@ -15,6 +15,7 @@ pub mod interrupts;
 pub mod kvm;
 pub mod logger;
 pub mod plan;
+pub mod platform;
 pub mod vcpu;
 pub mod vfio;
 pub mod vm;

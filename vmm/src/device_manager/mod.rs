@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use std::io::Stdout;
 use std::sync::{Arc, Mutex};
 
-use arch::x86_64::plan::GuestMap;
-use arch::x86_64::GuestMemory;
+use arch::plan::GuestMap;
+use arch::GuestMemory;
 use devices::legacy::SerialConsole;
 use devices::virtio::block::{Block, BlockConfig, DiskError};
 use devices::virtio::pci::VirtioPciError;
@@ -22,6 +22,7 @@ use vmm_sys_util::eventfd::EventFd;
 
 use crate::config::VmConfig;
 use crate::interrupts::InterruptError;
+use crate::platform::{Native, Platform};
 
 mod iommu;
 mod legacy;
@@ -31,7 +32,7 @@ mod poller;
 
 use iommu::IommuSetup;
 
-pub use legacy::{acpi_power_management, acpi_serial_ports, add_power_devices};
+pub use legacy::{acpi_power_management, acpi_serial_ports, add_console, add_power_devices};
 use passthrough::map_ram_for_unmanaged;
 pub use passthrough::{open_vfio_devices, OpenedVfio};
 use pci::{bdf, PciBuilder, FIRST_DEVICE_SLOT};
@@ -147,8 +148,7 @@ pub fn create(
 ) -> Result<Devices, DeviceError> {
     let mut pio_bus = Bus::new();
     let mut mmio_bus = Bus::new();
-    let console = legacy::add_console(vm, &mut pio_bus)?;
-    add_power_devices(&mut pio_bus, events)?;
+    let console = Native::add_platform_devices(vm, map, &mut pio_bus, &mut mmio_bus, events)?;
     let mut pci = PciBuilder::new(vm, map, &mut pio_bus, &mut mmio_bus)?;
     let slots = SlotPlan {
         iommu: config.needs_iommu(),
