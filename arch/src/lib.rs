@@ -13,6 +13,7 @@
 //! (their unit tests run on x86 too); only what needs the host's own KVM
 //! types (x86's registers, CPUID and MSRs) is built for that host alone.
 
+pub mod aarch64;
 pub mod plan;
 mod ram;
 pub mod x86_64;

@@ -66,10 +66,7 @@ impl Vcpu {
     }
 
     /// Maps a KVM error of vCPU `id` doing `what` to a [`VcpuError`].
-    pub fn kvm_err(
-        id: u8,
-        what: &'static str,
-    ) -> impl FnOnce(kvm_ioctls::Error) -> VcpuError {
+    pub fn kvm_err(id: u8, what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> VcpuError {
         move |source| VcpuError::Kvm { what, id, source }
     }
 

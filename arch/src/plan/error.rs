@@ -142,4 +142,14 @@ pub enum PlanError {
         /// Highest address.
         limit: u128,
     },
+    /// Every candidate address of the guest MSI doorbell is taken.
+    #[error(
+        "no room for the guest MSI doorbell (the ITS translation page): {blocked}; leave out \
+         the --host-regions file or the device whose regions cover them, or assign a device \
+         behind another IOMMU"
+    )]
+    NoDoorbell {
+        /// Each candidate and what blocks it.
+        blocked: String,
+    },
 }

@@ -43,7 +43,7 @@ impl Platform for Aarch64 {
     }
 
     fn plan(input: &PlanInput, host: &HostConstraints) -> Result<GuestMap, PlanError> {
-        arch::x86_64::plan::plan(input, host)
+        arch::aarch64::plan::plan(input, host)
     }
 
     fn load(
