@@ -16,6 +16,7 @@ pub mod kvm;
 pub mod logger;
 pub mod plan;
 pub mod platform;
+pub mod running;
 pub mod vcpu;
 pub mod vfio;
 pub mod vm;

@@ -19,6 +19,7 @@ use crate::console::{ConsoleInput, RawTerminal};
 use crate::device_manager::{self, DeviceError};
 use crate::kvm::{self, KvmError};
 use crate::platform::{GuestImages, Native, Platform, PlatformError};
+use crate::running::{Layout, RunningVm};
 use crate::vcpu::{Vcpu, VcpuContext, VcpuError};
 
 /// Errors building or running the VM.
@@ -75,14 +76,18 @@ pub enum VmError {
 
 /// A VM ready to run.
 pub struct Vm {
-    _kvm: Kvm,
-    _vm: Arc<VmFd>,
-    _memory: GuestMemory,
+    kvm: Kvm,
+    vm: Arc<VmFd>,
+    memory: GuestMemory,
     vcpus: Vec<Vcpu>,
     context: Arc<VcpuContext>,
     console: Arc<Mutex<device_manager::Console>>,
     queue_events: Vec<device_manager::QueueEvent>,
+    layout: Layout,
 }
+
+/// The event loop a VM's subscribers are added to.
+pub type EventLoop = EventManager<Arc<Mutex<dyn MutEventSubscriber + Send>>>;
 
 fn open_image(what: &'static str, path: &Path) -> Result<File, VmError> {
     File::open(path).map_err(|source| VmError::OpenImage {
@@ -184,9 +189,9 @@ impl Vm {
         Native::finish(&memory, &map, config, &devices, &mut vcpus, boot)?;
 
         Ok(Self {
-            _kvm: kvm,
-            _vm: vm,
-            _memory: memory,
+            kvm,
+            vm,
+            memory,
             vcpus,
             context: Arc::new(VcpuContext {
                 pio: devices.pio,
@@ -195,6 +200,11 @@ impl Vm {
             }),
             console: devices.console,
             queue_events: devices.queue_events,
+            layout: Layout {
+                map,
+                host,
+                devices: devices.placed,
+            },
         })
     }
 
@@ -202,31 +212,47 @@ impl Vm {
     /// still blocked in KVM when this returns die with the process.
     pub fn run(self) -> Result<GuestEvent, VmError> {
         let _terminal = RawTerminal::enter();
-        let mut event_manager: EventManager<Arc<Mutex<dyn MutEventSubscriber + Send>>> =
-            EventManager::new().map_err(VmError::EventLoop)?;
-        let input = ConsoleInput::new(self.console.clone())
-            .map_err(|e| VmError::Devices(DeviceError::EventFd(e)))?;
-        event_manager.add_subscriber(Arc::new(Mutex::new(input)));
-        let stop = Arc::new(Mutex::new(StopWatch::new(self.context.events.clone())?));
-        event_manager.add_subscriber(stop);
-        for queue_event in self.queue_events {
-            event_manager.add_subscriber(Arc::new(Mutex::new(QueueHandler(queue_event))));
-        }
-
-        for mut vcpu in self.vcpus {
-            let context = self.context.clone();
-            thread::Builder::new()
-                .name(format!("vcpu{}", vcpu.id()))
-                .spawn(move || vcpu.run(&context))
-                .map_err(VmError::Thread)?;
-        }
-
+        let mut event_manager: EventLoop = EventManager::new().map_err(VmError::EventLoop)?;
+        let running = self.start(&mut event_manager)?;
         loop {
-            if let Some(event) = self.context.events.get() {
+            if let Some(event) = running.guest_event() {
                 return Ok(event);
             }
             event_manager.run().map_err(VmError::EventLoop)?;
         }
+    }
+
+    /// Puts the VM's subscribers on `event_manager` and starts its vCPU
+    /// threads; the caller runs the loop (see [`RunningVm`]).
+    pub fn start(self, event_manager: &mut EventLoop) -> Result<RunningVm, VmError> {
+        let mut subscribers = Vec::new();
+        let input = ConsoleInput::new(self.console.clone())
+            .map_err(|e| VmError::Devices(DeviceError::EventFd(e)))?;
+        subscribers.push(event_manager.add_subscriber(Arc::new(Mutex::new(input))));
+        let stop = Arc::new(Mutex::new(StopWatch::new(self.context.events.clone())?));
+        subscribers.push(event_manager.add_subscriber(stop));
+        for queue_event in self.queue_events {
+            let handler = Arc::new(Mutex::new(QueueHandler(queue_event)));
+            subscribers.push(event_manager.add_subscriber(handler));
+        }
+
+        let mut threads = Vec::new();
+        for mut vcpu in self.vcpus {
+            let context = self.context.clone();
+            threads.push(
+                thread::Builder::new()
+                    .name(format!("vcpu{}", vcpu.id()))
+                    .spawn(move || vcpu.run(&context))
+                    .map_err(VmError::Thread)?,
+            );
+        }
+        Ok(RunningVm::new(
+            Box::new((self.kvm, self.vm, self.memory)),
+            self.context,
+            threads,
+            subscribers,
+            self.layout,
+        ))
     }
 }
 
