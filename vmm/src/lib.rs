@@ -6,6 +6,7 @@
 //! vCPUs, and [`vm::Vm::run`] runs vCPU threads plus the event loop on the
 //! calling thread until the guest stops.
 
+pub mod api;
 pub mod cli;
 pub mod config;
 pub mod console;
