@@ -81,6 +81,7 @@ fn serve(mut stream: UnixStream, tx: &Sender<Envelope>, wake: &EventFd) {
             log::debug!("api: {e}");
             if let Some(response) = e.response() {
                 let _ = write_response(&mut stream, &response);
+                drain(&mut stream);
             }
             return;
         }
@@ -99,6 +100,33 @@ fn serve(mut stream: UnixStream, tx: &Sender<Envelope>, wake: &EventFd) {
     drop(stream);
     if let Some(done) = reply.done {
         let _ = done.send(());
+    }
+}
+
+/// Most bytes of a refused request discarded after the answer.
+const DRAIN_BYTES: usize = 1 << 20;
+/// How long discarding them may take.
+const DRAIN_TIME: Duration = Duration::from_secs(1);
+
+/// After answering a refused request (413 and the like): stops writing and
+/// discards what the client still sends, up to [`DRAIN_BYTES`] for at most
+/// [`DRAIN_TIME`], into a fixed buffer, so that closing does not reset the
+/// connection before the client read the answer.
+fn drain(stream: &mut UnixStream) {
+    use std::io::Read;
+    if stream.shutdown(std::net::Shutdown::Write).is_err()
+        || stream.set_read_timeout(Some(DRAIN_TIME)).is_err()
+    {
+        return;
+    }
+    let start = std::time::Instant::now();
+    let mut buf = [0u8; 4096];
+    let mut total = 0;
+    while total < DRAIN_BYTES && start.elapsed() < DRAIN_TIME {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => total += n,
+        }
     }
 }
 
