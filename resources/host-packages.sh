@@ -6,5 +6,5 @@ set -euo pipefail
 # shellcheck source=resources/lib.sh
 . "$(dirname "$0")/lib.sh"
 
-ensure_packages qemu-system-x86 busybox-static cpio kmod xz-utils
+ensure_packages qemu-system-x86 busybox-static cpio kmod xz-utils curl
 bash "$(dirname "$0")/cargo-aarch64.sh" --install-only
