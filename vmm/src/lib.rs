@@ -12,6 +12,7 @@ pub mod config;
 pub mod console;
 pub mod device_manager;
 pub mod exit;
+pub mod hotplug;
 pub mod interrupts;
 pub mod kvm;
 pub mod logger;

@@ -239,9 +239,11 @@ impl Control {
                 }
                 Err(r) => r,
             },
-            ApiRequest::VmAddDevice(_)
-            | ApiRequest::VmAddDisk(_)
-            | ApiRequest::VmRemoveDevice(_) => match self.running_with_ids() {
+            ApiRequest::VmAddDevice(body) => match self.running_with_ids() {
+                Ok((running, _)) => check_hot_add(&body, running.layout()),
+                Err(r) => r,
+            },
+            ApiRequest::VmAddDisk(_) | ApiRequest::VmRemoveDevice(_) => match self.running_with_ids() {
                 Ok(_) => fail(
                     501,
                     "hotplug is not implemented in this build of minivmm: give disks and devices in vm.create",
@@ -282,6 +284,31 @@ impl Control {
     fn create_from_cli(&mut self, config: VmConfig) {
         let ids = default_ids(&config);
         self.created = Some(Created { config, ids });
+    }
+}
+
+/// `vm.add-device` on a running VM: the device's host regions are checked
+/// against the running plan (a collision is refused with 409 and the
+/// region); one that fits gets 501, as hotplug itself is not implemented.
+fn check_hot_add(body: &super::types::DeviceBody, layout: &crate::running::Layout) -> Response {
+    let bdf = match body
+        .bdf("path")
+        .map_err(|e| e.0)
+        .and_then(|b| crate::vfio::normalize_bdf(&b).map_err(|e| e.to_string()))
+    {
+        Ok(bdf) => bdf,
+        Err(e) => return fail(400, e),
+    };
+    let regions = match host_iommu::read_device_regions(&bdf) {
+        Ok(r) => r,
+        Err(e) => return Response::error(400, &chain(&e)),
+    };
+    match crate::hotplug::check_regions(&bdf, &layout.map, &regions) {
+        Err(collision) => fail(409, collision.to_string()),
+        Ok(()) => fail(
+            501,
+            format!("{bdf}: its host regions fit the running plan, but hotplug is not implemented in this build of minivmm: give the device in vm.create"),
+        ),
     }
 }
 
