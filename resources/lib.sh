@@ -69,6 +69,21 @@ ensure_packages() {
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
 }
 
+# ensure_foreign_arch ARCH: lets dpkg install packages of ARCH (e.g. arm64,
+# for libstd-rust-web-dev:arm64); the next ensure_packages updates the lists.
+ensure_foreign_arch() {
+    if [ "$(dpkg --print-architecture)" = "$1" ] || dpkg --print-foreign-architectures | grep -qx "$1"; then
+        return 0
+    fi
+    log "adding the dpkg architecture $1"
+    local sudo=()
+    if [ "$(id -u)" -ne 0 ]; then
+        sudo=(sudo)
+    fi
+    "${sudo[@]}" dpkg --add-architecture "$1"
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q >&2
+}
+
 # copy_modules KROOT VERSION DEST MODULE...: copies the named modules and every
 # module they depend on (per KROOT/lib/modules/VERSION/modules.dep) into
 # DEST/lib/modules/VERSION, decompressing .ko.xz to .ko, then runs depmod on

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The project's test command: host packages, formatting, clippy, unit tests,
-# the release build of minivmm, then the nested tests (an L1 Linux under QEMU
+# The project's test command: host packages, formatting, clippy (x86_64 and
+# aarch64), unit tests, the release builds of minivmm for both, then the
+# nested tests (an L1 Linux under QEMU
 # TCG boots L2 guests with minivmm; see resources/nested-host/). Exits
 # non-zero on the first failing step (all nested tests run, then it fails).
 set -euo pipefail
@@ -26,11 +27,17 @@ cargo fmt --all -- --check
 step "cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 
+step "cargo clippy (aarch64)"
+bash resources/cargo-aarch64.sh clippy --workspace --all-targets -- -D warnings
+
 step "unit tests"
 cargo test --workspace
 
 step "release build of minivmm"
 cargo build --release -p vmm
+
+step "release build of minivmm (aarch64)"
+bash resources/cargo-aarch64.sh build --release -p vmm
 
 step "nested tests"
 cargo test --release --no-fail-fast -p minivmm-tests -- --include-ignored --nocapture --test-threads=1

@@ -7,7 +7,7 @@
 //!   `/sys/bus/pci/devices/BDF/iommu_group/reserved_regions`, which is
 //!   readable before VFIO is opened.
 //! - [`gather`]: everything into one [`HostConstraints`] for the planner
-//!   (`arch::x86_64::plan`). VFIO's IOVA ranges and page sizes are added to
+//!   (`arch::plan`). VFIO's IOVA ranges and page sizes are added to
 //!   it later with [`HostConstraints::add_iova_ranges`] and
 //!   [`HostConstraints::add_page_sizes`].
 
@@ -15,7 +15,7 @@ mod error;
 pub mod parse;
 pub mod sysfs;
 
-pub use arch::x86_64::plan::{HostConstraints, HostRegion, HostRegionKind, IovaRange, Span};
+pub use arch::plan::{HostConstraints, HostRegion, HostRegionKind, IovaRange, Span};
 pub use error::HostIommuError;
 pub use parse::{parse_regions, read_region_file};
 pub use sysfs::{read_device_regions, read_device_regions_in, Bdf, SYSFS_ROOT};

@@ -54,6 +54,10 @@ cp "$here"/scenarios/*.sh "$here"/scenarios/*.inc "$root/scenarios/"
 # (CONFIG_VFIO=m); copy_modules skips any that a kernel builds in.
 copy_modules "$kroot" "$ver" "$root" kvm-amd vfio-pci vfio_iommu_type1
 copy_binary "$minivmm" "$root" /usr/bin/minivmm
+# curl drives minivmm's API socket in the API scenarios (a client no one on
+# the project wrote).
+curl="$(command -v curl)" || die "no curl on this host (resources/host-packages.sh installs it)"
+copy_binary "$curl" "$root" /usr/bin/curl
 command -v "${CC:-cc}" >/dev/null || die "no C compiler (${CC:-cc}) for tools/vfio-probe.c (install gcc)"
 "${CC:-cc}" -static -Os -s -Wall -I "$res/tools" -o "$root/usr/bin/vfio-probe" "$here/tools/vfio-probe.c"
 if [ "$with_qemu" = yes ]; then

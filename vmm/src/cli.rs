@@ -16,12 +16,16 @@ pub const DEFAULT_CMDLINE: &str = "console=ttyS0 panic=-1";
 ///
 /// `minivmm plan [OPTIONS]` (or `--dry-run`) prints the guest address map
 /// planned for these options and this host, and exits.
-#[derive(Debug, Parser)]
+#[derive(Clone, Debug, Parser)]
 #[command(name = "minivmm", version, about, long_about)]
 pub struct Cli {
     /// Guest kernel: an x86_64 bzImage with the 64-bit boot protocol
     /// (optional with --dry-run).
-    #[arg(long, value_name = "PATH", required_unless_present = "dry_run")]
+    #[arg(
+        long,
+        value_name = "PATH",
+        required_unless_present_any = ["dry_run", "api_socket"]
+    )]
     pub kernel: Option<PathBuf>,
 
     /// Initial ramdisk (initramfs) handed to the kernel.
@@ -75,6 +79,13 @@ pub struct Cli {
     /// identity and report them reserved to the guest.
     #[arg(long)]
     pub allow_direct_regions: bool,
+
+    /// Serve the control API (cloud-hypervisor compatible REST, see
+    /// docs/api.md) on this Unix socket, created owner-only. Without
+    /// --kernel, minivmm waits for vm.create and vm.boot; with it, it boots
+    /// that VM and serves.
+    #[arg(long, value_name = "PATH", conflicts_with = "dry_run")]
+    pub api_socket: Option<PathBuf>,
 }
 
 /// The command line with the `plan` subcommand spelt as `--dry-run`:

@@ -1,23 +1,20 @@
-//! Interrupt routing: KVM's GSI routing table (the legacy irqchip routes
-//! plus one MSI route per programmed MSI-X vector) and the irqfds that
-//! inject them.
+//! Interrupt routing: KVM's GSI routing table (the platform's legacy
+//! irqchip routes plus one MSI route per programmed MSI-X vector) and the
+//! irqfds that inject them. Where the platform asks for it (arm64's ITS),
+//! each MSI route carries its device's requester ID.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use devices::pci::{MsiMessage, MsixInterrupts};
 use kvm_bindings::{
-    kvm_irq_routing_entry, kvm_irq_routing_entry__bindgen_ty_1, kvm_irq_routing_irqchip,
-    kvm_irq_routing_msi, KvmIrqRouting, KVM_IRQCHIP_IOAPIC, KVM_IRQCHIP_PIC_MASTER,
-    KVM_IRQCHIP_PIC_SLAVE, KVM_IRQ_ROUTING_IRQCHIP, KVM_IRQ_ROUTING_MSI,
+    kvm_irq_routing_entry, kvm_irq_routing_entry__bindgen_ty_1, kvm_irq_routing_msi, KvmIrqRouting,
+    KVM_IRQ_ROUTING_MSI, KVM_MSI_VALID_DEVID,
 };
 use kvm_ioctls::VmFd;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
-/// GSIs 0-23 are the IOAPIC pins; MSI routes come after.
-const IOAPIC_PINS: u32 = 24;
-/// GSIs 0-15 also reach the PICs.
-const PIC_PINS: u32 = 16;
+use crate::platform::{MsiRouting, Native, Platform};
 
 /// Interrupt set-up failures.
 #[derive(Debug, thiserror::Error)]
@@ -39,86 +36,84 @@ pub enum InterruptError {
 /// Owns the VM's GSI routing table.
 pub struct InterruptManager {
     vm: Arc<VmFd>,
+    routing: MsiRouting,
     state: Mutex<Routes>,
 }
 
 struct Routes {
     next_gsi: u32,
-    msi: BTreeMap<u32, MsiMessage>,
+    /// Each live MSI route's message and requester ID.
+    msi: BTreeMap<u32, (MsiMessage, u16)>,
 }
 
-fn irqchip_entry(gsi: u32, irqchip: u32, pin: u32) -> kvm_irq_routing_entry {
-    kvm_irq_routing_entry {
-        gsi,
-        type_: KVM_IRQ_ROUTING_IRQCHIP,
-        u: kvm_irq_routing_entry__bindgen_ty_1 {
-            irqchip: kvm_irq_routing_irqchip { irqchip, pin },
-        },
+/// The route of `gsi` for `msg`, from the device with requester ID
+/// `requester` (carried only when `device_id`).
+fn msi_entry(gsi: u32, msg: &MsiMessage, requester: u16, device_id: bool) -> kvm_irq_routing_entry {
+    let mut msi = kvm_irq_routing_msi {
+        address_lo: msg.addr as u32,
+        address_hi: (msg.addr >> 32) as u32,
+        data: msg.data,
         ..Default::default()
+    };
+    let mut flags = 0;
+    if device_id {
+        msi.__bindgen_anon_1.devid = u32::from(requester);
+        flags = KVM_MSI_VALID_DEVID;
     }
-}
-
-fn msi_entry(gsi: u32, msg: &MsiMessage) -> kvm_irq_routing_entry {
     kvm_irq_routing_entry {
         gsi,
         type_: KVM_IRQ_ROUTING_MSI,
-        u: kvm_irq_routing_entry__bindgen_ty_1 {
-            msi: kvm_irq_routing_msi {
-                address_lo: msg.addr as u32,
-                address_hi: (msg.addr >> 32) as u32,
-                data: msg.data,
-                ..Default::default()
-            },
-        },
+        flags,
+        u: kvm_irq_routing_entry__bindgen_ty_1 { msi },
         ..Default::default()
     }
-}
-
-/// The routes KVM sets up by default, which a custom table must keep.
-fn legacy_routes() -> Vec<kvm_irq_routing_entry> {
-    let mut routes = Vec::new();
-    for gsi in 0..IOAPIC_PINS {
-        if gsi < PIC_PINS {
-            let chip = if gsi < 8 {
-                KVM_IRQCHIP_PIC_MASTER
-            } else {
-                KVM_IRQCHIP_PIC_SLAVE
-            };
-            routes.push(irqchip_entry(gsi, chip, gsi % 8));
-        }
-        routes.push(irqchip_entry(gsi, KVM_IRQCHIP_IOAPIC, gsi));
-    }
-    routes
 }
 
 impl InterruptManager {
     /// Routing for `vm`, which must have an in-kernel irqchip.
     pub fn new(vm: Arc<VmFd>) -> Self {
+        let routing = Native::msi_routing();
         Self {
             vm,
             state: Mutex::new(Routes {
-                next_gsi: IOAPIC_PINS,
+                next_gsi: routing.first_msi_gsi,
                 msi: BTreeMap::new(),
             }),
+            routing,
         }
     }
 
-    fn set_msi_route(&self, gsi: u32, msg: Option<MsiMessage>) -> Result<(), InterruptError> {
+    fn set_msi_route(
+        &self,
+        gsi: u32,
+        msg: Option<MsiMessage>,
+        requester: u16,
+    ) -> Result<(), InterruptError> {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         match msg {
-            Some(m) => state.msi.insert(gsi, m),
+            Some(m) => state.msi.insert(gsi, (m, requester)),
             None => state.msi.remove(&gsi),
         };
-        let mut entries = legacy_routes();
-        entries.extend(state.msi.iter().map(|(gsi, m)| msi_entry(*gsi, m)));
+        let mut entries = self.routing.legacy.clone();
+        entries.extend(
+            state
+                .msi
+                .iter()
+                .map(|(gsi, (m, rid))| msi_entry(*gsi, m, *rid, self.routing.device_id)),
+        );
         let table = KvmIrqRouting::from_entries(&entries).map_err(|_| InterruptError::OutOfGsis)?;
         self.vm
             .set_gsi_routing(&table)
             .map_err(InterruptError::Routing)
     }
 
-    /// Allocates `vectors` GSIs with irqfds for one device's MSI-X.
-    pub fn msix_group(self: &Arc<Self>, vectors: u16) -> Result<Arc<MsixGroup>, InterruptError> {
+    /// Allocates `vectors` GSIs with irqfds for the MSI-X of the device
+    /// with requester ID (BDF) `requester`.
+    pub fn msix_group(
+        self: &Arc<Self>,
+        vectors: u16,
+        requester: u16,
+    ) -> Result<Arc<MsixGroup>, InterruptError> {
         let mut fds = Vec::with_capacity(usize::from(vectors));
         for _ in 0..vectors {
             let gsi = {
@@ -136,6 +131,7 @@ impl InterruptManager {
         Ok(Arc::new(MsixGroup {
             manager: self.clone(),
             vectors: fds,
+            requester,
         }))
     }
 }
@@ -144,6 +140,7 @@ impl InterruptManager {
 pub struct MsixGroup {
     manager: Arc<InterruptManager>,
     vectors: Vec<(u32, EventFd)>,
+    requester: u16,
 }
 
 impl MsixGroup {
@@ -159,7 +156,7 @@ impl MsixInterrupts for MsixGroup {
         let Some((gsi, _)) = self.vectors.get(usize::from(vector)) else {
             return;
         };
-        if let Err(e) = self.manager.set_msi_route(*gsi, msg) {
+        if let Err(e) = self.manager.set_msi_route(*gsi, msg, self.requester) {
             log::error!("MSI-X vector {vector}: {e}");
         }
     }
@@ -178,18 +175,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn legacy_routes_cover_pic_and_ioapic() {
-        let routes = legacy_routes();
-        assert_eq!(routes.len(), 16 * 2 + 8);
-        // SAFETY: these entries were built as irqchip routes just above.
-        let com1: Vec<_> = routes
-            .iter()
-            .filter(|r| r.gsi == 4)
-            .map(|r| unsafe { (r.u.irqchip.irqchip, r.u.irqchip.pin) })
-            .collect();
+    fn msi_routes_carry_the_requester_id_only_when_asked() {
+        let msg = MsiMessage {
+            addr: 0x1_0809_0040,
+            data: 7,
+        };
+        let plain = msi_entry(40, &msg, 0x10, false);
+        let with_id = msi_entry(40, &msg, 0x10, true);
         assert_eq!(
-            com1,
-            vec![(KVM_IRQCHIP_PIC_MASTER, 4), (KVM_IRQCHIP_IOAPIC, 4)]
+            (plain.gsi, plain.type_, plain.flags),
+            (40, KVM_IRQ_ROUTING_MSI, 0)
         );
+        assert_eq!(with_id.flags, KVM_MSI_VALID_DEVID);
+        // SAFETY: both entries were built as MSI routes just above.
+        let (p, w) = unsafe { (plain.u.msi, with_id.u.msi) };
+        assert_eq!((p.address_lo, p.address_hi, p.data), (0x0809_0040, 1, 7));
+        // SAFETY: the devid member of the union is a plain u32.
+        let ids = unsafe { (p.__bindgen_anon_1.devid, w.__bindgen_anon_1.devid) };
+        assert_eq!(ids, (0, 0x10));
     }
 }

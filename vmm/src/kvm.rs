@@ -27,21 +27,6 @@ pub enum KvmError {
     },
 }
 
-/// Capabilities minivmm relies on, with the name used in error messages.
-const REQUIRED_CAPS: &[(Cap, &str)] = &[
-    (
-        Cap::Irqchip,
-        "KVM_CAP_IRQCHIP (in-kernel interrupt controllers)",
-    ),
-    (Cap::UserMemory, "KVM_CAP_USER_MEMORY"),
-    (Cap::SetTssAddr, "KVM_CAP_SET_TSS_ADDR"),
-    (Cap::Pit2, "KVM_CAP_PIT2 (in-kernel PIT)"),
-    (Cap::Irqfd, "KVM_CAP_IRQFD"),
-    (Cap::Ioeventfd, "KVM_CAP_IOEVENTFD"),
-    (Cap::ExtCpuid, "KVM_CAP_EXT_CPUID"),
-    (Cap::ImmediateExit, "KVM_CAP_IMMEDIATE_EXIT"),
-];
-
 /// Opens `/dev/kvm` with errors that say what to do.
 pub fn open() -> Result<Kvm, KvmError> {
     Kvm::new().map_err(|e| match e.errno() {
@@ -51,9 +36,10 @@ pub fn open() -> Result<Kvm, KvmError> {
     })
 }
 
-/// Checks the capabilities and vCPU limit for a VM of `cpus` vCPUs.
-pub fn check(kvm: &Kvm, cpus: u8) -> Result<(), KvmError> {
-    if let Some((_, name)) = REQUIRED_CAPS.iter().find(|(c, _)| !kvm.check_extension(*c)) {
+/// Checks the capabilities `caps` (the platform's, with their names) and
+/// the vCPU limit for a VM of `cpus` vCPUs.
+pub fn check(kvm: &Kvm, cpus: u8, caps: &[(Cap, &'static str)]) -> Result<(), KvmError> {
+    if let Some((_, name)) = caps.iter().find(|(c, _)| !kvm.check_extension(*c)) {
         return Err(KvmError::MissingCap(name));
     }
     let max = kvm.get_max_vcpus();

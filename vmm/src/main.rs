@@ -4,12 +4,26 @@
 use std::io::Write;
 
 use clap::Parser;
+use vmm::api::Ended;
 use vmm::cli::Cli;
 use vmm::config::VmConfig;
-use vmm::exit::{outcome, EXIT_VMM_ERROR};
+use vmm::exit::{outcome, EXIT_OK, EXIT_VMM_ERROR};
 use vmm::vm::Vm;
 
 fn run(cli: Cli) -> anyhow::Result<i32> {
+    if let Some(path) = cli.api_socket.clone() {
+        let event = match vmm::api::serve(&path, cli)? {
+            Ended::Guest(event) => event,
+            Ended::VmmShutdown => {
+                eprintln!("minivmm: shut down through the API");
+                return Ok(EXIT_OK);
+            }
+        };
+        let (status, message) = outcome(&event);
+        let _ = std::io::stdout().flush();
+        eprintln!("minivmm: {message}");
+        return Ok(status);
+    }
     let config = VmConfig::from_cli(cli)?;
     if config.dry_run {
         print!("{}", vmm::plan::dry_run(&config)?);

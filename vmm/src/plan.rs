@@ -1,19 +1,20 @@
 //! The guest address plan: host constraints gathered before anything is
-//! mapped, the planner (`arch::x86_64::plan`), and the table `--dry-run`
-//! (`minivmm plan`) prints.
+//! mapped, the planner (`arch::plan`, through the native platform's
+//! `Platform::plan`), and the table `--dry-run` (`minivmm plan`) prints.
 //!
 //! The VM build calls [`gather`] with the BDFs it will assign, adds what
 //! VFIO reports (`HostConstraints::add_iova_ranges`, `add_page_sizes`), and
-//! plans with `arch::x86_64::plan::plan`; `--dry-run` does the same
-//! without VFIO, so the IOVA ranges stay unknown there.
+//! plans with the platform's planner; `--dry-run` does the same without
+//! VFIO, so the IOVA ranges stay unknown there.
 
 use std::fmt::Write as _;
 use std::path::Path;
 
-use arch::x86_64::plan::{self, GuestMap, HostConstraints, PlanError, PlanInput, ResvKind, Span};
+use arch::plan::{GuestMap, HostConstraints, PlanError, PlanInput, ResvKind, Span};
 use host_iommu::{Bdf, HostIommuError, SYSFS_ROOT};
 
 use crate::config::VmConfig;
+use crate::platform::{Native, Platform};
 
 /// Planning failed: reading the host, or no valid map.
 #[derive(Debug, thiserror::Error)]
@@ -63,7 +64,7 @@ pub fn gather_in(
 pub fn dry_run(config: &VmConfig) -> Result<String, PlanFailure> {
     let bdfs: Vec<String> = config.vfio.iter().map(|v| v.bdf.clone()).collect();
     let (input, host) = gather(config, &bdfs)?;
-    let map = plan::plan(&input, &host)?;
+    let map = Native::plan(&input, &host)?;
     Ok(render(&map, &host))
 }
 
@@ -268,7 +269,7 @@ mod tests {
 
     #[test]
     fn same_constraints_in_any_order_print_the_same() {
-        use arch::x86_64::plan::{HostRegion, HostRegionKind};
+        use arch::plan::{HostRegion, HostRegionKind};
         let region = |start, end, kind, source: &str| HostRegion {
             span: Span { start, end },
             kind,
@@ -288,9 +289,15 @@ mod tests {
             ..Default::default()
         };
         let input = PlanInput::new(1100 << 30);
-        let first = render(&plan::plan(&input, &host).expect("plan"), &host);
+        let first = render(
+            &arch::x86_64::plan::plan(&input, &host).expect("plan"),
+            &host,
+        );
         host.regions.reverse();
-        let again = render(&plan::plan(&input, &host).expect("plan"), &host);
+        let again = render(
+            &arch::x86_64::plan::plan(&input, &host).expect("plan"),
+            &host,
+        );
         assert_eq!(first, again);
     }
 
@@ -317,7 +324,7 @@ mod tests {
         assert_eq!(host.regions.len(), 2);
         assert_eq!(host.regions[0].source, "0000:01:00.0");
         assert!(host.regions[1].source.ends_with("host-b.txt"));
-        let map = plan::plan(&input, &host).expect("plan");
+        let map = arch::x86_64::plan::plan(&input, &host).expect("plan");
         let text = render(&map, &host);
         assert!(text.contains("msi of 0000:01:00.0"), "{text}");
         assert!(

@@ -1,15 +1,14 @@
-//! vCPUs: initial state from `arch`, and the run loop that dispatches exits
+//! vCPUs: creation (their initial state is the platform's, see
+//! `crate::platform`), and the run loop that dispatches exits
 //! to the buses until the guest raises a stop event.
 
 use std::sync::Arc;
 
-use arch::x86_64::{cpuid, interrupts, msr, regs};
 use devices::{Bus, GuestEvent, GuestEvents};
-use kvm_bindings::{
-    CpuId, KVM_SYSTEM_EVENT_CRASH, KVM_SYSTEM_EVENT_RESET, KVM_SYSTEM_EVENT_SHUTDOWN,
-};
+use kvm_bindings::{KVM_SYSTEM_EVENT_CRASH, KVM_SYSTEM_EVENT_RESET, KVM_SYSTEM_EVENT_SHUTDOWN};
 use kvm_ioctls::{VcpuExit, VcpuFd, VmFd};
-use vm_memory::GuestAddress;
+
+use crate::platform::{Native, Platform};
 
 /// Errors setting a vCPU up.
 #[derive(Debug, thiserror::Error)]
@@ -25,19 +24,6 @@ pub enum VcpuError {
         #[source]
         source: kvm_ioctls::Error,
     },
-    /// KVM took only some of the boot MSRs.
-    #[error("KVM accepted {set} of {wanted} boot MSRs on vCPU {id}")]
-    Msrs {
-        /// vCPU index.
-        id: u8,
-        /// MSRs set.
-        set: usize,
-        /// MSRs given.
-        wanted: usize,
-    },
-    /// The MSR list could not be built.
-    #[error(transparent)]
-    MsrList(#[from] msr::MsrError),
 }
 
 /// What a running vCPU needs: the buses and where to report stops.
@@ -79,68 +65,9 @@ impl Vcpu {
         &mut self.fd
     }
 
-    fn kvm_err(&self, what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> VcpuError {
-        let id = self.id;
+    /// Maps a KVM error of vCPU `id` doing `what` to a [`VcpuError`].
+    pub fn kvm_err(id: u8, what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> VcpuError {
         move |source| VcpuError::Kvm { what, id, source }
-    }
-
-    /// CPUID, MSRs and LAPIC, for every vCPU.
-    pub fn configure_platform(
-        &mut self,
-        supported_cpuid: &CpuId,
-        cpus: u8,
-        tsc_deadline: bool,
-    ) -> Result<(), VcpuError> {
-        let mut cpuid = supported_cpuid.clone();
-        cpuid::patch_cpuid(
-            &mut cpuid,
-            &cpuid::CpuTopology {
-                vcpu_id: self.id,
-                cpus,
-                tsc_deadline,
-            },
-        );
-        self.fd
-            .set_cpuid2(&cpuid)
-            .map_err(self.kvm_err("set the CPUID"))?;
-        let msrs = msr::boot_msrs()?;
-        let set = self
-            .fd
-            .set_msrs(&msrs)
-            .map_err(self.kvm_err("set the MSRs"))?;
-        if set != msrs.as_slice().len() {
-            return Err(VcpuError::Msrs {
-                id: self.id,
-                set,
-                wanted: msrs.as_slice().len(),
-            });
-        }
-        let mut lapic = self
-            .fd
-            .get_lapic()
-            .map_err(self.kvm_err("read the LAPIC"))?;
-        interrupts::configure_lint(&mut lapic);
-        self.fd
-            .set_lapic(&lapic)
-            .map_err(self.kvm_err("set the LAPIC"))?;
-        self.fd
-            .set_fpu(&regs::boot_fpu())
-            .map_err(self.kvm_err("set the FPU"))
-    }
-
-    /// Registers for entering the kernel in 64-bit mode (boot vCPU only;
-    /// the others wait for the guest's INIT/SIPI).
-    pub fn configure_boot(&mut self, entry: GuestAddress) -> Result<(), VcpuError> {
-        let sregs = self
-            .fd
-            .get_sregs()
-            .map_err(self.kvm_err("read the sregs"))?;
-        self.fd
-            .set_sregs(&regs::long_mode_sregs(sregs))
-            .map_err(self.kvm_err("set the sregs"))?;
-        self.fd
-            .set_regs(&regs::boot_regs(entry))
-            .map_err(self.kvm_err("set the registers"))
     }
 
     /// Runs until this or another vCPU (or a device) raises a stop event.
@@ -152,12 +79,12 @@ impl Vcpu {
         }
     }
 
-    /// Describes a `KVM_EXIT_INTERNAL_ERROR`: suberror and guest RIP.
+    /// Describes a `KVM_EXIT_INTERNAL_ERROR`: suberror and guest PC.
     fn internal_error(&mut self) -> String {
         // SAFETY: called right after KVM_RUN returned KVM_EXIT_INTERNAL_ERROR,
         // so `internal` is the union member KVM filled in.
         let suberror = unsafe { self.fd.get_kvm_run().__bindgen_anon_1.internal.suberror };
-        let rip = self.fd.get_regs().map(|r| r.rip).unwrap_or_default();
+        let pc = Native::program_counter(&self.fd);
         let kind = match suberror {
             1 => "instruction emulation failed",
             2 => "exception while delivering an event",
@@ -165,7 +92,7 @@ impl Vcpu {
             _ => "unknown",
         };
         format!(
-            "KVM internal error on vCPU {} (suberror {suberror}: {kind}) at guest RIP {rip:#x}",
+            "KVM internal error on vCPU {} (suberror {suberror}: {kind}) at {pc}",
             self.id
         )
     }

@@ -7,21 +7,19 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
-use arch::x86_64::boot::{self, BootSource};
-use arch::x86_64::{layout, regs, reset_vector, GuestMemory};
+use arch::GuestMemory;
 use devices::{GuestEvent, GuestEvents};
 use event_manager::{EventManager, MutEventSubscriber, SubscriberOps};
-use firmware_tables::acpi;
-use kvm_bindings::{
-    kvm_pit_config, kvm_userspace_memory_region, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY,
-};
-use kvm_ioctls::{Cap, Kvm, VmFd};
-use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryRegion};
+use kvm_bindings::kvm_userspace_memory_region;
+use kvm_ioctls::{Kvm, VmFd};
+use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
 
 use crate::config::VmConfig;
 use crate::console::{ConsoleInput, RawTerminal};
 use crate::device_manager::{self, DeviceError};
 use crate::kvm::{self, KvmError};
+use crate::platform::{GuestImages, Native, Platform, PlatformError};
+use crate::running::{Layout, RunningVm};
 use crate::vcpu::{Vcpu, VcpuContext, VcpuError};
 
 /// Errors building or running the VM.
@@ -58,24 +56,10 @@ pub enum VmError {
         #[source]
         source: std::io::Error,
     },
-    /// The boot protocol failed.
-    #[error("cannot boot '{path}'")]
-    Boot {
-        /// The kernel path.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: boot::BootError,
-    },
-    /// Boot page tables or GDT.
+    /// The architecture's part of the build (boot protocol, firmware
+    /// tables, vCPU state).
     #[error(transparent)]
-    Regs(#[from] regs::RegsError),
-    /// The reset vector stub.
-    #[error(transparent)]
-    ResetVector(#[from] reset_vector::ResetVectorError),
-    /// ACPI tables.
-    #[error(transparent)]
-    Acpi(#[from] acpi::AcpiError),
+    Platform(#[from] PlatformError),
     /// Device creation.
     #[error(transparent)]
     Devices(#[from] DeviceError),
@@ -92,14 +76,18 @@ pub enum VmError {
 
 /// A VM ready to run.
 pub struct Vm {
-    _kvm: Kvm,
-    _vm: Arc<VmFd>,
-    _memory: GuestMemory,
+    kvm: Kvm,
+    vm: Arc<VmFd>,
+    memory: GuestMemory,
     vcpus: Vec<Vcpu>,
     context: Arc<VcpuContext>,
     console: Arc<Mutex<device_manager::Console>>,
     queue_events: Vec<device_manager::QueueEvent>,
+    layout: Layout,
 }
+
+/// The event loop a VM's subscribers are added to.
+pub type EventLoop = EventManager<Arc<Mutex<dyn MutEventSubscriber + Send>>>;
 
 fn open_image(what: &'static str, path: &Path) -> Result<File, VmError> {
     File::open(path).map_err(|source| VmError::OpenImage {
@@ -140,7 +128,7 @@ pub fn register_memory(vm: &VmFd, memory: &GuestMemory) -> Result<(), VmError> {
 }
 
 /// Allocates guest RAM per the layout and registers it with KVM.
-fn create_memory(vm: &VmFd, size: u64, ram: &[layout::RamRegion]) -> Result<GuestMemory, VmError> {
+fn create_memory(vm: &VmFd, size: u64, ram: &[arch::RamRegion]) -> Result<GuestMemory, VmError> {
     let host = host_memory();
     if size > host {
         return Err(VmError::MemoryTooLarge {
@@ -155,47 +143,19 @@ fn create_memory(vm: &VmFd, size: u64, ram: &[layout::RamRegion]) -> Result<Gues
     Ok(memory)
 }
 
-fn platform_description(config: &VmConfig, devices: &device_manager::Devices) -> acpi::Platform {
-    acpi::Platform {
-        cpus: config.cpus,
-        lapic_addr: layout::LAPIC_START as u32,
-        ioapic_addr: layout::IOAPIC_START as u32,
-        pm: device_manager::acpi_power_management(),
-        serial_ports: device_manager::acpi_serial_ports(),
-        pvpanic_port: Some(layout::pio::PVPANIC),
-        pci: Some(devices.pci),
-        iommu: devices.iommu.clone(),
-    }
-}
-
 impl Vm {
     /// Builds the VM `config` describes, ready to [`Vm::run`].
     pub fn build(config: &VmConfig) -> Result<Self, VmError> {
         let kvm = kvm::open()?;
-        kvm::check(&kvm, config.cpus)?;
-        let mut kernel = open_image("kernel", &config.kernel)?;
-        let mut initrd = config
+        kvm::check(&kvm, config.cpus, Native::REQUIRED_CAPS)?;
+        let kernel = open_image("kernel", &config.kernel)?;
+        let initrd = config
             .initrd
             .as_deref()
             .map(|p| open_image("initrd", p))
             .transpose()?;
 
-        let vm = Arc::new(
-            kvm.create_vm()
-                .map_err(|e| VmError::VmIoctl("create the VM", e))?,
-        );
-        vm.set_tss_address(layout::KVM_TSS_START as usize)
-            .map_err(|e| VmError::VmIoctl("set the TSS address", e))?;
-        vm.set_identity_map_address(layout::KVM_IDENTITY_MAP_START)
-            .map_err(|e| VmError::VmIoctl("set the identity map address", e))?;
-        vm.create_irq_chip()
-            .map_err(|e| VmError::VmIoctl("create the in-kernel irqchip", e))?;
-        let pit = kvm_pit_config {
-            flags: KVM_PIT_SPEAKER_DUMMY,
-            ..Default::default()
-        };
-        vm.create_pit2(pit)
-            .map_err(|e| VmError::VmIoctl("create the in-kernel PIT", e))?;
+        let vm = Arc::new(Native::create_vm(&kvm, config)?);
 
         // Assigned devices are opened first: what their containers accept
         // is an input of the address plan.
@@ -208,7 +168,7 @@ impl Vm {
                     let ranges: Vec<_> = info
                         .iova_ranges
                         .iter()
-                        .map(|(s, e)| arch::x86_64::plan::IovaRange { start: *s, end: *e })
+                        .map(|(s, e)| arch::plan::IovaRange { start: *s, end: *e })
                         .collect();
                     if !ranges.is_empty() {
                         host.add_iova_ranges(&o.bdf, &ranges);
@@ -220,54 +180,18 @@ impl Vm {
                 Err(e) => log::warn!("{}: cannot read the IOMMU's IOVA ranges: {e}", o.bdf),
             }
         }
-        let map =
-            arch::x86_64::plan::plan(&input, &host).map_err(crate::plan::PlanFailure::from)?;
+        let map = Native::plan(&input, &host).map_err(crate::plan::PlanFailure::from)?;
         let memory = create_memory(&vm, config.memory, &map.ram)?;
-        let ram = map.ram.clone();
-        let entry = boot::load_linux(
-            &memory,
-            BootSource {
-                kernel: &mut kernel,
-                initrd: initrd.as_mut(),
-                cmdline: &config.cmdline,
-                ram: &ram,
-            },
-        )
-        .map_err(|source| VmError::Boot {
-            path: config.kernel.clone(),
-            source,
-        })?;
-        let pm = device_manager::acpi_power_management();
-        reset_vector::write_reset_vector(&memory, pm.reset_port, pm.reset_value)?;
-        regs::write_gdt_and_idt(&memory)?;
-        regs::write_identity_page_tables(&memory)?;
+        let boot = Native::load(&memory, &map, config, GuestImages { kernel, initrd })?;
+        let mut vcpus = Native::create_vcpus(&kvm, &vm, config, &map)?;
         let events = Arc::new(GuestEvents::new().map_err(DeviceError::EventFd)?);
         let devices = device_manager::create(&vm, &memory, config, &events, &map, opened)?;
-        acpi::write_tables(
-            &memory,
-            GuestAddress(layout::ACPI_START),
-            layout::ACPI_SIZE,
-            &platform_description(config, &devices),
-        )?;
-
-        let cpuid = kvm
-            .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
-            .map_err(|e| VmError::VmIoctl("read the supported CPUID", e))?;
-        let tsc_deadline = kvm.check_extension(Cap::TscDeadlineTimer);
-        let mut vcpus = Vec::with_capacity(config.cpus.into());
-        for id in 0..config.cpus {
-            let mut vcpu = Vcpu::new(&vm, id)?;
-            vcpu.configure_platform(&cpuid, config.cpus, tsc_deadline)?;
-            if id == 0 {
-                vcpu.configure_boot(entry.entry)?;
-            }
-            vcpus.push(vcpu);
-        }
+        Native::finish(&memory, &map, config, &devices, &mut vcpus, boot)?;
 
         Ok(Self {
-            _kvm: kvm,
-            _vm: vm,
-            _memory: memory,
+            kvm,
+            vm,
+            memory,
             vcpus,
             context: Arc::new(VcpuContext {
                 pio: devices.pio,
@@ -276,6 +200,11 @@ impl Vm {
             }),
             console: devices.console,
             queue_events: devices.queue_events,
+            layout: Layout {
+                map,
+                host,
+                devices: devices.placed,
+            },
         })
     }
 
@@ -283,31 +212,47 @@ impl Vm {
     /// still blocked in KVM when this returns die with the process.
     pub fn run(self) -> Result<GuestEvent, VmError> {
         let _terminal = RawTerminal::enter();
-        let mut event_manager: EventManager<Arc<Mutex<dyn MutEventSubscriber + Send>>> =
-            EventManager::new().map_err(VmError::EventLoop)?;
-        let input = ConsoleInput::new(self.console.clone())
-            .map_err(|e| VmError::Devices(DeviceError::EventFd(e)))?;
-        event_manager.add_subscriber(Arc::new(Mutex::new(input)));
-        let stop = Arc::new(Mutex::new(StopWatch::new(self.context.events.clone())?));
-        event_manager.add_subscriber(stop);
-        for queue_event in self.queue_events {
-            event_manager.add_subscriber(Arc::new(Mutex::new(QueueHandler(queue_event))));
-        }
-
-        for mut vcpu in self.vcpus {
-            let context = self.context.clone();
-            thread::Builder::new()
-                .name(format!("vcpu{}", vcpu.id()))
-                .spawn(move || vcpu.run(&context))
-                .map_err(VmError::Thread)?;
-        }
-
+        let mut event_manager: EventLoop = EventManager::new().map_err(VmError::EventLoop)?;
+        let running = self.start(&mut event_manager)?;
         loop {
-            if let Some(event) = self.context.events.get() {
+            if let Some(event) = running.guest_event() {
                 return Ok(event);
             }
             event_manager.run().map_err(VmError::EventLoop)?;
         }
+    }
+
+    /// Puts the VM's subscribers on `event_manager` and starts its vCPU
+    /// threads; the caller runs the loop (see [`RunningVm`]).
+    pub fn start(self, event_manager: &mut EventLoop) -> Result<RunningVm, VmError> {
+        let mut subscribers = Vec::new();
+        let input = ConsoleInput::new(self.console.clone())
+            .map_err(|e| VmError::Devices(DeviceError::EventFd(e)))?;
+        subscribers.push(event_manager.add_subscriber(Arc::new(Mutex::new(input))));
+        let stop = Arc::new(Mutex::new(StopWatch::new(self.context.events.clone())?));
+        subscribers.push(event_manager.add_subscriber(stop));
+        for queue_event in self.queue_events {
+            let handler = Arc::new(Mutex::new(QueueHandler(queue_event)));
+            subscribers.push(event_manager.add_subscriber(handler));
+        }
+
+        let mut threads = Vec::new();
+        for mut vcpu in self.vcpus {
+            let context = self.context.clone();
+            threads.push(
+                thread::Builder::new()
+                    .name(format!("vcpu{}", vcpu.id()))
+                    .spawn(move || vcpu.run(&context))
+                    .map_err(VmError::Thread)?,
+            );
+        }
+        Ok(RunningVm::new(
+            Box::new((self.kvm, self.vm, self.memory)),
+            self.context,
+            threads,
+            subscribers,
+            self.layout,
+        ))
     }
 }
 

@@ -1,3 +1,4 @@
+#![cfg(target_arch = "x86_64")]
 //! Small guest code snippets run on this host's KVM: they exercise the vCPU
 //! run loop, the buses, the UART, the power devices, and `arch`'s long-mode
 //! set-up, without booting Linux.

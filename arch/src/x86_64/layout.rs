@@ -53,7 +53,7 @@ pub const PCI_ECAM_START: u64 = PCI_MMIO32_START + PCI_MMIO32_SIZE;
 /// ECAM size: one bus.
 pub const PCI_ECAM_SIZE: u64 = 1 << 20;
 /// Size of the 64-bit PCI MMIO window.
-pub const PCI_MMIO64_SIZE: u64 = 64 << 30;
+pub const PCI_MMIO64_SIZE: u64 = crate::plan::PCI_MMIO64_SIZE;
 /// Alignment of the 64-bit PCI MMIO window.
 const PCI_MMIO64_ALIGN: u64 = 1 << 30;
 
@@ -96,21 +96,7 @@ const _: () = assert!(PCI_ECAM_START + PCI_ECAM_SIZE <= IOAPIC_START);
 const _: () =
     assert!(BOOT_STACK_POINTER < PML4_START && BOOT_STACK_POINTER > ZERO_PAGE_START + 0x1000);
 
-/// One contiguous stretch of guest RAM.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RamRegion {
-    /// First guest physical address.
-    pub start: GuestAddress,
-    /// Size in bytes.
-    pub size: u64,
-}
-
-impl RamRegion {
-    /// One past the last address.
-    pub fn end(&self) -> u64 {
-        self.start.0 + self.size
-    }
-}
+pub use crate::RamRegion;
 
 /// Splits `mem_size` bytes of guest RAM around the 32-bit MMIO hole.
 ///

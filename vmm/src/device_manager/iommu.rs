@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use arch::x86_64::plan::{GuestMap, ResvKind};
-use arch::x86_64::GuestMemory;
+use arch::plan::{GuestMap, ResvKind};
+use arch::GuestMemory;
 use devices::virtio::iommu::{
     DmaBackend, EndpointConfig, EndpointIommu, IommuConfig, ReservedKind, ReservedRegion,
     VirtioIommu, EVENT_QUEUE,

@@ -13,7 +13,7 @@ use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 use super::{Console, DeviceError};
 
 /// COM1 on `bus`, its interrupt an irqfd on its ISA line, output to stdout.
-pub(super) fn add_console(vm: &VmFd, bus: &mut Bus) -> Result<Arc<Mutex<Console>>, DeviceError> {
+pub fn add_console(vm: &VmFd, bus: &mut Bus) -> Result<Arc<Mutex<Console>>, DeviceError> {
     let irq = EventFd::new(EFD_NONBLOCK).map_err(DeviceError::EventFd)?;
     vm.register_irqfd(&irq, pio::COM1_IRQ)
         .map_err(|e| DeviceError::Irqfd(pio::COM1_IRQ, e))?;

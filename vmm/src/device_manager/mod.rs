@@ -8,10 +8,10 @@ use std::collections::BTreeMap;
 use std::io::Stdout;
 use std::sync::{Arc, Mutex};
 
-use arch::x86_64::plan::GuestMap;
-use arch::x86_64::GuestMemory;
+use arch::plan::GuestMap;
+use arch::GuestMemory;
 use devices::legacy::SerialConsole;
-use devices::virtio::block::{Block, BlockConfig, DiskError};
+use devices::virtio::block::{Block, BlockConfig, BlockCounters, DiskError};
 use devices::virtio::pci::VirtioPciError;
 use devices::virtio::VirtioDevice;
 use devices::{Bus, BusError, GuestEvents};
@@ -22,6 +22,7 @@ use vmm_sys_util::eventfd::EventFd;
 
 use crate::config::VmConfig;
 use crate::interrupts::InterruptError;
+use crate::platform::{Native, Platform};
 
 mod iommu;
 mod legacy;
@@ -31,7 +32,7 @@ mod poller;
 
 use iommu::IommuSetup;
 
-pub use legacy::{acpi_power_management, acpi_serial_ports, add_power_devices};
+pub use legacy::{acpi_power_management, acpi_serial_ports, add_console, add_power_devices};
 use passthrough::map_ram_for_unmanaged;
 pub use passthrough::{open_vfio_devices, OpenedVfio};
 use pci::{bdf, PciBuilder, FIRST_DEVICE_SLOT};
@@ -112,6 +113,38 @@ pub struct Devices {
     pub pci: PciHostBridge,
     /// The virtio-iommu topology, for ACPI.
     pub iommu: Option<IommuTopology>,
+    /// What went where on bus 0 (the API reports it).
+    pub placed: Vec<PlacedDevice>,
+}
+
+/// A device minivmm put on PCI bus 0.
+#[derive(Clone, Debug)]
+pub struct PlacedDevice {
+    /// What it is.
+    pub kind: PlacedKind,
+    /// Its BDF on bus 0 of segment 0.
+    pub bdf: u16,
+}
+
+/// The kinds of [`PlacedDevice`].
+#[derive(Clone, Debug)]
+pub enum PlacedKind {
+    /// The virtio-iommu.
+    Iommu,
+    /// The configuration's disk number `index`.
+    Disk {
+        /// Index in `VmConfig::disks`.
+        index: usize,
+        /// What it has done.
+        counters: Arc<BlockCounters>,
+    },
+    /// The configuration's assigned device number `index`.
+    Vfio {
+        /// Index in `VmConfig::vfio`.
+        index: usize,
+        /// Host BDF, normalized.
+        host: String,
+    },
 }
 
 /// Where each PCI device goes: slot 0 the host bridge, then the
@@ -147,8 +180,7 @@ pub fn create(
 ) -> Result<Devices, DeviceError> {
     let mut pio_bus = Bus::new();
     let mut mmio_bus = Bus::new();
-    let console = legacy::add_console(vm, &mut pio_bus)?;
-    add_power_devices(&mut pio_bus, events)?;
+    let console = Native::add_platform_devices(vm, map, &mut pio_bus, &mut mmio_bus, events)?;
     let mut pci = PciBuilder::new(vm, map, &mut pio_bus, &mut mmio_bus)?;
     let slots = SlotPlan {
         iommu: config.needs_iommu(),
@@ -183,6 +215,7 @@ pub fn create(
         )?;
     }
 
+    let mut disk_counters = Vec::new();
     for (i, disk) in config.disks.iter().enumerate() {
         let block_config = BlockConfig {
             path: disk.path.clone(),
@@ -190,14 +223,21 @@ pub fn create(
             iommu: disk.iommu,
             id: None,
         };
-        let block: Arc<Mutex<dyn VirtioDevice>> =
+        let (block, counters): (Arc<Mutex<dyn VirtioDevice>>, _) =
             match translators.remove(&u32::from(slots.disk(i))) {
                 Some(t) => {
                     let translated = IommuMemory::new(memory.clone(), t, true, ());
-                    Arc::new(Mutex::new(Block::new(translated, block_config)?))
+                    let block = Block::new(translated, block_config)?;
+                    let counters = block.counters();
+                    (Arc::new(Mutex::new(block)), counters)
                 }
-                None => Arc::new(Mutex::new(Block::new(memory.clone(), block_config)?)),
+                None => {
+                    let block = Block::new(memory.clone(), block_config)?;
+                    let counters = block.counters();
+                    (Arc::new(Mutex::new(block)), counters)
+                }
             };
+        disk_counters.push(counters);
         pci.add_virtio(block, false, slots.disk(i))?;
     }
 
@@ -206,7 +246,32 @@ pub fn create(
         pci.add_vfio(dev, &kvm_slots, slots.vfio(j))?;
     }
 
+    let mut placed = Vec::new();
+    if slots.iommu {
+        placed.push(PlacedDevice {
+            kind: PlacedKind::Iommu,
+            bdf: slots.iommu(),
+        });
+    }
+    placed.extend(
+        disk_counters
+            .into_iter()
+            .enumerate()
+            .map(|(index, counters)| PlacedDevice {
+                kind: PlacedKind::Disk { index, counters },
+                bdf: slots.disk(index),
+            }),
+    );
+    placed.extend(opened.iter().enumerate().map(|(index, o)| PlacedDevice {
+        kind: PlacedKind::Vfio {
+            index,
+            host: o.bdf.clone(),
+        },
+        bdf: slots.vfio(index),
+    }));
+
     Ok(Devices {
+        placed,
         pio: pio_bus,
         mmio: mmio_bus,
         console,

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use arch::x86_64::GuestMemory;
+use arch::GuestMemory;
 use kvm_ioctls::VmFd;
 
 use super::DeviceError;

@@ -3,8 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use arch::x86_64::layout::pio;
-use arch::x86_64::plan::GuestMap;
+use arch::plan::GuestMap;
 use devices::pci::host_bridge::HostBridge;
 use devices::pci::{BarKind, PciConfigIo, PciConfigMmio, PciMmioWindow, PciRoot};
 use devices::virtio::pci::{IoEventRegistry, NotifyMode, VirtioPciDevice, BAR_SIZE};
@@ -18,9 +17,12 @@ use vmm_sys_util::eventfd::EventFd;
 use super::passthrough::OpenedVfio;
 use super::{DeviceError, QueueEvent};
 use crate::interrupts::InterruptManager;
+use crate::platform::{Native, Platform};
 
-/// PCI I/O port window (the DSDT's `PCI0._CRS` hands the same range out).
-pub(super) const PCI_IO_WINDOW: (u64, u64) = (0x1000, 0xf000);
+/// PCI I/O port window (the DSDT's `PCI0._CRS` hands the same range out;
+/// where the CPU has no port I/O, these PCI I/O addresses are memory-mapped
+/// at the platform's `io_window_mmio`).
+pub const PCI_IO_WINDOW: (u64, u64) = (0x1000, 0xf000);
 /// Ports reserved for a device's I/O notify BAR (enough for 4 queues).
 const IO_NOTIFY_PORTS: u64 = 16;
 
@@ -72,8 +74,10 @@ impl PciBuilder {
     ) -> Result<Self, DeviceError> {
         let root = Arc::new(PciRoot::new());
         root.add_device(Arc::new(Mutex::new(HostBridge::new())))?;
-        let config_io = Arc::new(Mutex::new(PciConfigIo::new(root.clone())));
-        pio_bus.insert(pio::PCI_CONFIG.into(), 8, config_io)?;
+        if let Some(port) = Native::PCI.config_ports {
+            let config_io = Arc::new(Mutex::new(PciConfigIo::new(root.clone())));
+            pio_bus.insert(port.into(), 8, config_io)?;
+        }
         let ecam = Arc::new(Mutex::new(PciConfigMmio::new(root.clone())));
         mmio_bus.insert(map.ecam.0, map.ecam.1, ecam)?;
         for (base, size) in [map.mmio32, map.mmio64] {
@@ -84,7 +88,10 @@ impl PciBuilder {
             root.clone(),
             PCI_IO_WINDOW.0,
         )));
-        pio_bus.insert(PCI_IO_WINDOW.0, PCI_IO_WINDOW.1, io_window)?;
+        match Native::PCI.io_window_mmio {
+            Some(base) => mmio_bus.insert(base, PCI_IO_WINDOW.1, io_window)?,
+            None => pio_bus.insert(PCI_IO_WINDOW.0, PCI_IO_WINDOW.1, io_window)?,
+        }
         let allocator = |(base, size): (u64, u64)| {
             AddressAllocator::new(base, size).map_err(DeviceError::BarSpace)
         };
@@ -126,7 +133,7 @@ impl PciBuilder {
         let vectors = count(VFIO_PCI_MSIX_IRQ_INDEX)
             .max(count(VFIO_PCI_MSI_IRQ_INDEX))
             .clamp(1, 2048) as u16;
-        let group = self.interrupts.msix_group(vectors)?;
+        let group = self.interrupts.msix_group(vectors, want)?;
         let eventfds = group.eventfds().map_err(DeviceError::EventFd)?;
         let (bars64, bars32, ports) = (&mut self.bars, &mut self.bars32, &mut self.ports);
         let mut alloc = |size: u64, kind: BarKind| {
@@ -173,7 +180,7 @@ impl PciBuilder {
             .unwrap_or_else(|p| p.into_inner())
             .queue_max_sizes()
             .len();
-        let msix = self.interrupts.msix_group(queues as u16 + 1)?;
+        let msix = self.interrupts.msix_group(queues as u16 + 1, want)?;
         let notify = if in_vcpu {
             // Notify through an I/O BAR: cheaper exits than MMIO.
             let port = self

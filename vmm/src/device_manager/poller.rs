@@ -17,11 +17,17 @@ pub(super) fn start_iommu_poller(
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .set_poller(signal.clone());
-    let iommu = iommu.clone();
+    // A weak handle: a VM that is stopped (the API's vm.shutdown) drops
+    // its virtio-iommu and the VFIO containers behind it; the thread then
+    // ends at its next wake-up, or sleeps holding nothing.
+    let weak = Arc::downgrade(iommu);
     std::thread::Builder::new()
         .name("iommu-poll".into())
         .spawn(move || loop {
             signal.wait();
+            let Some(iommu) = weak.upgrade() else {
+                return;
+            };
             let mut idle_since = std::time::Instant::now();
             loop {
                 let worked = iommu

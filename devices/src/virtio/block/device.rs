@@ -27,6 +27,7 @@ use virtio_queue::{Queue, QueueT};
 use vm_memory::{Bytes, GuestAddress, GuestMemory, GuestMemoryError, Permissions};
 
 use super::config::ConfigSpace;
+use super::counters::BlockCounters;
 use super::disk::{DiskError, DiskFile};
 use super::request::{Layout, Request, RequestKind};
 use super::{ID_BYTES, QUEUE_SIZE, SECTOR_SIZE};
@@ -77,6 +78,7 @@ pub struct Block<M> {
     config: ConfigSpace,
     queue: Option<Queue>,
     interrupt: Option<Arc<dyn VirtioInterrupt>>,
+    counters: Arc<BlockCounters>,
 }
 
 impl<M: GuestMemory> Block<M> {
@@ -119,7 +121,13 @@ impl<M: GuestMemory> Block<M> {
             config,
             queue: None,
             interrupt: None,
+            counters: Arc::default(),
         }
+    }
+
+    /// What this disk has done so far (shared: it keeps counting).
+    pub fn counters(&self) -> Arc<BlockCounters> {
+        self.counters.clone()
     }
 
     /// The disk image.
@@ -209,8 +217,17 @@ impl<M: GuestMemory> Block<M> {
             RequestKind::GetId => self.get_id(request, &mut written),
         };
         match result {
-            Ok(()) => (VIRTIO_BLK_S_OK as u8, written),
+            Ok(()) => {
+                match request.kind {
+                    RequestKind::Read => self.counters.read(written.into()),
+                    RequestKind::Write => self.counters.write(request.data.len()),
+                    RequestKind::Flush => self.counters.flush(),
+                    RequestKind::GetId => {}
+                }
+                (VIRTIO_BLK_S_OK as u8, written)
+            }
             Err(e) => {
+                self.counters.error();
                 match e {
                     ExecError::Disk(_) => log::warn!(
                         "virtio-blk: {:?} at sector {} of '{}' failed: {e}",

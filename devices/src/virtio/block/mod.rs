@@ -2,6 +2,7 @@
 //! a raw disk image file.
 //!
 //! The pieces, one job each:
+//! - [`counters`]: completed requests and bytes, for the VMM's API;
 //! - [`disk`]: the image file (open, capacity, positioned I/O, flush);
 //! - `request`: turns a descriptor chain into a validated request;
 //! - `config`: the device configuration space bytes;
@@ -12,6 +13,7 @@
 //! model serves plain guest memory and an IOMMU-translated view of it.
 
 mod config;
+pub mod counters;
 pub mod device;
 pub mod disk;
 mod request;
@@ -19,6 +21,7 @@ mod request;
 #[cfg(test)]
 mod tests;
 
+pub use counters::{BlockCounters, BlockCounts};
 pub use device::{Block, BlockConfig};
 pub use disk::{DiskError, DiskFile};
 

@@ -23,7 +23,7 @@ use vm_memory::{
     Bytes, GuestAddress, GuestMemory, GuestMemoryMmap, Iommu, IommuMemory, Iotlb, Permissions,
 };
 
-use super::{Block, BlockConfig, DiskError, SECTOR_SIZE};
+use super::{Block, BlockConfig, BlockCounts, DiskError, SECTOR_SIZE};
 use crate::virtio::{
     ActivateError, VirtioDevice, VirtioInterrupt, VIRTIO_F_ACCESS_PLATFORM, VIRTIO_F_VERSION_1,
 };
@@ -837,4 +837,43 @@ fn works_through_an_iommu() {
     assert_eq!(image.contents(), after_good);
     assert_ne!(after_good, before);
     assert_eq!(irq.queue_notifications(), 2);
+}
+
+#[test]
+fn counters_count_completed_requests_and_bytes() {
+    let setup = Setup::new();
+    let mut driver = setup.driver();
+    let config = BlockConfig {
+        read_only: true,
+        ..setup.image.config()
+    };
+    let (mut block, _) = activate(&driver, config);
+    let counters = block.counters();
+    let read = driver.read(0, &[700, 324]);
+    let refused = driver.write(0, &[&pattern(512, 3)]);
+    block.process_queue(0);
+    assert_eq!((driver.status(&read), driver.status(&refused)), (OK, IOERR));
+    let flush = driver.request(VIRTIO_BLK_T_FLUSH, 0, &[]);
+    block.process_queue(0);
+    assert_eq!(driver.status(&flush), OK);
+    assert_eq!(
+        counters.snapshot(),
+        BlockCounts {
+            read_ops: 1,
+            read_bytes: 1024,
+            write_ops: 0,
+            write_bytes: 0,
+            flush_ops: 1,
+            errors: 1,
+        }
+    );
+
+    let setup = Setup::new();
+    let mut driver = setup.driver();
+    let (mut writable, _) = activate(&driver, setup.image.config());
+    let write = driver.write(1, &[&pattern(1536, 4)]);
+    writable.process_queue(0);
+    assert_eq!(driver.status(&write), OK);
+    let c = writable.counters().snapshot();
+    assert_eq!((c.write_ops, c.write_bytes), (1, 1536));
 }

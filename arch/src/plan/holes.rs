@@ -2,13 +2,13 @@
 
 use super::output::Hole;
 use super::span::{normalize, subtract, Iv, Span, SPACE_END};
-use super::{platform_areas, Normalized};
-use crate::x86_64::layout::{RamRegion, HIMEM_START, LOW_RAM_END, MMIO_HOLE_END, MMIO_HOLE_START};
+use super::{Normalized, Platform};
+use crate::RamRegion;
 
 /// The fallback reason of a piece no feature covers.
-fn default_reason(start: u128, ram_end: u128) -> &'static str {
-    if (u128::from(MMIO_HOLE_START)..u128::from(MMIO_HOLE_END)).contains(&start) {
-        "32-bit MMIO hole (unused)"
+fn default_reason(platform: &dyn Platform, start: u128, ram_end: u128) -> &'static str {
+    if let Some(reason) = platform.unused_reason(start) {
+        reason
     } else if start >= ram_end {
         "above guest RAM (unused)"
     } else {
@@ -16,21 +16,26 @@ fn default_reason(start: u128, ram_end: u128) -> &'static str {
     }
 }
 
-/// Every range of `[0, max(top of RAM, 4 GiB))` that is not RAM, plus the
-/// legacy BIOS area (RAM, but reserved in the e820 map), each with the
-/// reasons it is there, in address order.
-pub(super) fn describe(ram: &[RamRegion], host: &Normalized) -> Vec<Hole> {
+/// Every range of `[floor, max(top of RAM, holes_top))` that is not RAM,
+/// plus the platform's holes inside RAM, each with the reasons it is there,
+/// in address order.
+pub(super) fn describe(
+    platform: &dyn Platform,
+    areas: &[(&'static str, Span)],
+    ram: &[RamRegion],
+    host: &Normalized,
+) -> Vec<Hole> {
     let ram_ivs = normalize(
         ram.iter()
             .map(|r| (u128::from(r.start.0), u128::from(r.end())))
             .collect(),
     );
     let ram_end = ram_ivs.last().map_or(0, |iv| iv.1);
-    let top = ram_end.max(MMIO_HOLE_END.into());
-    let gaps = subtract(&[(0, top)], &ram_ivs);
+    let top = ram_end.max(platform.holes_top().into());
+    let gaps = subtract(&[(platform.holes_floor().into(), top)], &ram_ivs);
 
-    let mut features: Vec<(Iv, String)> = platform_areas()
-        .into_iter()
+    let mut features: Vec<(Iv, String)> = areas
+        .iter()
         .map(|(name, span)| (span.iv(), name.to_string()))
         .collect();
     for r in &host.regions {
@@ -47,11 +52,7 @@ pub(super) fn describe(ram: &[RamRegion], host: &Normalized) -> Vec<Hole> {
         }
     }
 
-    let mut holes: Vec<Hole> = vec![Hole {
-        span: Span::from_iv((LOW_RAM_END.into(), HIMEM_START.into())),
-        reason: "legacy BIOS area (RAM, reserved in the e820 map: ACPI tables, reset vector)"
-            .to_string(),
-    }];
+    let mut holes: Vec<Hole> = platform.ram_holes();
     for &(start, end) in &gaps {
         let mut points = vec![start, end];
         for (iv, _) in &features {
@@ -67,7 +68,7 @@ pub(super) fn describe(ram: &[RamRegion], host: &Normalized) -> Vec<Hole> {
                 .map(|(_, why)| why.as_str())
                 .collect();
             let reason = if reasons.is_empty() {
-                default_reason(s, ram_end).to_string()
+                default_reason(platform, s, ram_end).to_string()
             } else {
                 reasons.join("; ")
             };

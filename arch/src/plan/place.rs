@@ -3,8 +3,8 @@
 use vm_memory::GuestAddress;
 
 use super::span::{align_down, align_up, normalize, subtract, Iv, SPACE_END};
-use super::{Normalized, PlanError, ADDR_LIMIT};
-use crate::x86_64::layout::{RamRegion, MMIO_HOLE_END, MMIO_HOLE_START};
+use super::{Normalized, PlanError, Platform};
+use crate::RamRegion;
 
 /// Alignment of the 64-bit PCI window.
 const MMIO64_ALIGN: u128 = 1 << 30;
@@ -36,15 +36,23 @@ fn outside_iova(host: &Normalized, align: u128) -> Vec<Iv> {
     }
 }
 
-/// Places `memory` bytes of RAM at the lowest addresses allowed: below the
-/// 32-bit MMIO hole first, then from 4 GiB, never over a host region or
+/// Places `memory` bytes of RAM at the lowest addresses allowed from the
+/// platform's fixed low memory on (x86: below the 32-bit MMIO hole first,
+/// then from 4 GiB), never over a platform device area, a host region or
 /// outside the IOVA ranges.
-pub(super) fn ram(memory: u64, host: &Normalized, align: u64) -> Result<Vec<RamRegion>, PlanError> {
+pub(super) fn ram(
+    platform: &dyn Platform,
+    memory: u64,
+    host: &Normalized,
+    align: u64,
+) -> Result<Vec<RamRegion>, PlanError> {
     let align = u128::from(align);
+    let addr_limit = 1u128 << platform.addr_bits();
     let mut forbidden = host_intervals(host, align);
     forbidden.extend(outside_iova(host, align));
-    forbidden.push((MMIO_HOLE_START.into(), MMIO_HOLE_END.into()));
-    forbidden.push((ADDR_LIMIT, SPACE_END));
+    forbidden.extend(platform.ram_forbidden());
+    forbidden.push((0, platform.fixed_low().span.start.into()));
+    forbidden.push((addr_limit, SPACE_END));
     let allowed = subtract(&[(0, SPACE_END)], &normalize(forbidden));
 
     let mut left = u128::from(memory);
@@ -66,7 +74,7 @@ pub(super) fn ram(memory: u64, host: &Normalized, align: u64) -> Result<Vec<RamR
     let limit = allowed.last().map_or(0, |iv| iv.1);
     let iova_top = host.iova.as_ref().and_then(|v| v.last()).map(|iv| iv.1);
     let (why, fix) = match iova_top {
-        Some(top) if top < ADDR_LIMIT => (
+        Some(top) if top < addr_limit => (
             format!(
                 "where the IOVA ranges reported by {} end ({}-bit host IOMMU)",
                 host.sources,
@@ -77,7 +85,7 @@ pub(super) fn ram(memory: u64, host: &Normalized, align: u64) -> Result<Vec<RamR
         _ => (
             format!(
                 "the {}-bit guest physical address limit",
-                super::MAX_GUEST_PHYS_BITS
+                platform.addr_bits()
             ),
             "",
         ),
@@ -92,13 +100,13 @@ pub(super) fn ram(memory: u64, host: &Normalized, align: u64) -> Result<Vec<RamR
 }
 
 /// The lowest `align`-aligned base at or above `from` where `size` bytes
-/// avoid every interval of `forbidden` (normalized) and stay below the
-/// address limit.
-fn first_fit(from: u128, size: u128, forbidden: &[Iv]) -> Option<u128> {
+/// avoid every interval of `forbidden` (normalized) and stay below
+/// `addr_limit`.
+fn first_fit(from: u128, size: u128, forbidden: &[Iv], addr_limit: u128) -> Option<u128> {
     let mut base = align_up(from, MMIO64_ALIGN);
     loop {
         let end = base + size;
-        if end > ADDR_LIMIT {
+        if end > addr_limit {
             return None;
         }
         match forbidden.iter().find(|iv| iv.0 < end && base < iv.1) {
@@ -108,27 +116,31 @@ fn first_fit(from: u128, size: u128, forbidden: &[Iv]) -> Option<u128> {
     }
 }
 
-/// Places the 64-bit PCI window above RAM (and 4 GiB), 1 GiB-aligned,
-/// clear of host regions and inside the IOVA ranges when it can be.
+/// Places the 64-bit PCI window above RAM (and the platform's floor, x86:
+/// 4 GiB), 1 GiB-aligned, clear of host regions and inside the IOVA ranges
+/// when it can be.
 pub(super) fn mmio64(
+    platform: &dyn Platform,
     ram_end: u64,
     size: u64,
     host: &Normalized,
     notes: &mut Vec<String>,
 ) -> Result<(u64, u64), PlanError> {
-    let from = u128::from(ram_end.max(MMIO_HOLE_END));
+    let addr_limit = 1u128 << platform.addr_bits();
+    let from = u128::from(ram_end.max(platform.mmio64_floor()));
     let regions = host_intervals(host, 1);
     let mut strict = regions.clone();
     strict.extend(outside_iova(host, 1));
     let strict = normalize(strict);
-    if let Some(base) = first_fit(from, size.into(), &strict) {
+    if let Some(base) = first_fit(from, size.into(), &strict, addr_limit) {
         return Ok((base as u64, size));
     }
-    let base = first_fit(from, size.into(), &regions).ok_or(PlanError::NoRoomForMmio64 {
-        size_gib: size >> 30,
-        ram_end,
-        limit: ADDR_LIMIT,
-    })?;
+    let base =
+        first_fit(from, size.into(), &regions, addr_limit).ok_or(PlanError::NoRoomForMmio64 {
+            size_gib: size >> 30,
+            ram_end,
+            limit: addr_limit,
+        })?;
     notes.push(format!(
         "the 64-bit PCI window {:#x}-{:#x} lies outside the host IOVA ranges: devices cannot \
          reach BARs there by peer-to-peer DMA",

@@ -4,6 +4,35 @@
 use super::input::HostRegion;
 use super::span::Span;
 
+/// The guest's fixed low memory: the first RAM, which holds the kernel and
+/// boot data and cannot move.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FixedLow {
+    /// Its addresses.
+    pub span: Span,
+    /// What it holds, for messages ("boot data, ACPI tables, kernel").
+    pub contents: &'static str,
+}
+
+impl FixedLow {
+    /// `[0, 0x4000000)`, `[0x40000000, 0x44000000)`.
+    fn range(&self) -> String {
+        let end = u128::from(self.span.end) + 1;
+        match self.span.start {
+            0 => format!("[0, {end:#x})"),
+            start => format!("[{start:#x}, {end:#x})"),
+        }
+    }
+
+    /// Where a device's regions must not be: `below 0x4000000`, `in [..)`.
+    fn place(&self) -> String {
+        match self.span.start {
+            0 => format!("below {:#x}", u128::from(self.span.end) + 1),
+            _ => format!("in {}", self.range()),
+        }
+    }
+}
+
 /// The planner could not produce a valid map.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PlanError {
@@ -19,16 +48,16 @@ pub enum PlanError {
     },
     /// A host region inside the guest's fixed low memory.
     #[error(
-        "host region {region} collides with the guest's fixed low memory [0, {low_end:#x}) \
-         (boot data, ACPI tables, kernel), which cannot move: assign a different device (one \
-         whose iommu_group/reserved_regions lists nothing below {low_end:#x}), or leave out \
-         the host whose --host-regions file lists it{extra}"
+        "host region {region} collides with the guest's fixed low memory {} ({}), which \
+         cannot move: assign a different device (one whose iommu_group/reserved_regions lists \
+         nothing {}), or leave out the host whose --host-regions file lists it{extra}",
+        low.range(), low.contents, low.place()
     )]
     LowMemoryCollision {
         /// The region.
         region: HostRegion,
-        /// End of the fixed low memory.
-        low_end: u64,
+        /// The fixed low memory.
+        low: FixedLow,
         /// A kind-specific addition to the fix.
         extra: &'static str,
     },
@@ -112,5 +141,15 @@ pub enum PlanError {
         ram_end: u64,
         /// Highest address.
         limit: u128,
+    },
+    /// Every candidate address of the guest MSI doorbell is taken.
+    #[error(
+        "no room for the guest MSI doorbell (the ITS translation page): {blocked}; leave out \
+         the --host-regions file or the device whose regions cover them, or assign a device \
+         behind another IOMMU"
+    )]
+    NoDoorbell {
+        /// Each candidate and what blocks it.
+        blocked: String,
     },
 }

@@ -4,7 +4,7 @@
 use std::ops::RangeInclusive;
 
 use super::span::Span;
-use crate::x86_64::layout::RamRegion;
+use crate::RamRegion;
 
 /// A virtio-iommu `RESV_MEM` subtype.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -45,24 +45,21 @@ pub struct Hole {
 
 /// The planned guest physical address map.
 ///
-/// Windows given as `(base, size)` have the shape of the constants in
-/// [`crate::x86_64::layout`]; everything an IOMMU sees is an inclusive
-/// [`Span`].
+/// Windows given as `(base, size)` have the shape of the constants of the
+/// architectures' `layout` modules; everything an IOMMU sees is an
+/// inclusive [`Span`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GuestMap {
     /// Guest RAM in address order; sizes add up to the requested memory.
-    /// A drop-in replacement for [`crate::x86_64::layout::ram_regions`].
+    /// On x86 a drop-in replacement for `crate::x86_64::layout::ram_regions`.
     pub ram: Vec<RamRegion>,
     /// The 32-bit PCI MMIO window `(base, size)`.
     pub mmio32: (u64, u64),
     /// ECAM `(base, size)`.
     pub ecam: (u64, u64),
-    /// The in-kernel IOAPIC's base.
-    pub ioapic: u64,
-    /// The local APIC's base.
-    pub lapic: u64,
     /// The guest MSI window (where guest MSIs are written; x86: the LAPIC
-    /// range `0xfee00000-0xfeefffff`).
+    /// range `0xfee00000-0xfeefffff`; arm64: the ITS's GITS_TRANSLATER
+    /// page, chosen by the planner).
     pub msi_window: Span,
     /// The 64-bit PCI MMIO window `(base, size)`: above RAM, 1 GiB aligned.
     pub mmio64: (u64, u64),
@@ -73,8 +70,9 @@ pub struct GuestMap {
     pub probe_reserved: Vec<ResvRegion>,
     /// `direct` regions to identity-map (only with `--allow-direct-regions`).
     pub identity_maps: Vec<IdentityMap>,
-    /// Every range below `max(top of RAM, 4 GiB)` the guest must not use as
-    /// RAM (absent from the e820 map or reserved in it), with its reasons.
+    /// Every range below `max(top of RAM, the platform's device area)` the
+    /// guest must not use as RAM (x86: absent from the e820 map or reserved
+    /// in it), with its reasons.
     pub holes: Vec<Hole>,
     /// Compromises the planner made (e.g. a window outside the IOVA ranges).
     pub notes: Vec<String>,

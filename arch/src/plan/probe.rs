@@ -3,12 +3,12 @@
 
 use super::output::{ResvKind, ResvRegion};
 use super::span::{intersect, normalize, subtract, Span, SPACE_END};
-use super::{Normalized, MSI_WINDOW};
+use super::Normalized;
 
 /// The input range (the hull of the IOVA ranges, or everything when they
 /// are unknown) and the reserved regions inside it: the gaps between IOVA
 /// ranges and every host region as RESERVED, the guest MSI window as MSI.
-pub(super) fn reserved(host: &Normalized) -> (Span, Vec<ResvRegion>) {
+pub(super) fn reserved(host: &Normalized, msi_window: Span) -> (Span, Vec<ResvRegion>) {
     let (input, mut resv) = match &host.iova {
         Some(iova) => {
             let hull = (iova[0].0, iova[iova.len() - 1].1);
@@ -18,7 +18,7 @@ pub(super) fn reserved(host: &Normalized) -> (Span, Vec<ResvRegion>) {
     };
     let regions = normalize(host.regions.iter().map(|r| r.span.iv()).collect());
     resv.extend(intersect(&regions, &[input]));
-    let msi = MSI_WINDOW.iv();
+    let msi = msi_window.iv();
     let mut out: Vec<ResvRegion> = subtract(&normalize(resv), &[msi])
         .into_iter()
         .map(|iv| ResvRegion {
@@ -27,7 +27,7 @@ pub(super) fn reserved(host: &Normalized) -> (Span, Vec<ResvRegion>) {
         })
         .collect();
     out.push(ResvRegion {
-        span: MSI_WINDOW,
+        span: msi_window,
         kind: ResvKind::Msi,
     });
     out.sort();

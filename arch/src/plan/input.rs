@@ -8,7 +8,6 @@
 use std::fmt;
 
 use super::span::Span;
-use crate::x86_64::layout::PCI_MMIO64_SIZE;
 
 /// The type of a host reserved region, as Linux names it in
 /// `/sys/kernel/iommu_groups/N/reserved_regions`.
@@ -113,6 +112,9 @@ impl HostConstraints {
         self.page_size = Some(self.page_size.map_or(smallest, |p| p.max(smallest)));
     }
 }
+
+/// Default size of the 64-bit PCI MMIO window.
+pub const PCI_MMIO64_SIZE: u64 = 64 << 30;
 
 /// What the guest asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

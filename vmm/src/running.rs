@@ -1,0 +1,135 @@
+//! A booted VM: its vCPU threads and event-loop subscribers, what it was
+//! planned and built as, and stopping it on request (the API's
+//! `vm.shutdown` and `vm.reboot`) so that everything it holds (KVM, guest
+//! RAM, VFIO devices) is released and the same devices can be used again.
+
+use std::any::Any;
+use std::sync::{Arc, Once};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use arch::plan::{GuestMap, HostConstraints};
+use devices::GuestEvent;
+use event_manager::{SubscriberId, SubscriberOps};
+use vmm_sys_util::signal::{register_signal_handler, Killable, SIGRTMIN};
+
+use crate::device_manager::PlacedDevice;
+use crate::vcpu::VcpuContext;
+use crate::vm::EventLoop;
+
+/// How long a stop waits for the vCPU threads to leave `KVM_RUN`.
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often a vCPU thread that has not stopped yet is kicked again.
+const KICK_INTERVAL: Duration = Duration::from_millis(2);
+
+/// What the VM was planned and built as: the reply of `vm.plan` and the
+/// devices of `vm.info` come from here, never from the request.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    /// The planned guest address map.
+    pub map: GuestMap,
+    /// The host constraints the plan obeyed.
+    pub host: HostConstraints,
+    /// What sits where on PCI bus 0.
+    pub devices: Vec<PlacedDevice>,
+}
+
+/// Why a stop was not clean.
+#[derive(Debug, thiserror::Error)]
+pub enum StopError {
+    /// A vCPU thread did not leave KVM in time; the VM's resources stay
+    /// allocated until minivmm exits.
+    #[error("{0} vCPU thread(s) did not stop within {STOP_TIMEOUT:?}; the VM's devices stay held until minivmm exits")]
+    Stuck(usize),
+}
+
+/// A VM whose vCPUs run; the caller's event loop serves its devices.
+pub struct RunningVm {
+    /// KVM, the VM file descriptor and guest RAM, dropped last.
+    resources: Box<dyn Any>,
+    context: Arc<VcpuContext>,
+    threads: Vec<JoinHandle<()>>,
+    subscribers: Vec<SubscriberId>,
+    layout: Layout,
+}
+
+/// vCPU threads are kicked out of `KVM_RUN` with this signal (its handler
+/// does nothing: the interrupted ioctl returning EINTR is the point).
+fn kick_signal() -> libc::c_int {
+    SIGRTMIN()
+}
+
+extern "C" fn on_kick(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {}
+
+fn install_kick_handler() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if let Err(e) = register_signal_handler(kick_signal(), on_kick) {
+            log::error!("cannot install the vCPU kick signal handler: {e}");
+        }
+    });
+}
+
+impl RunningVm {
+    /// The VM `Vm::start` started: `resources` are kept alive until the
+    /// VM is dropped, after its threads stopped.
+    pub(crate) fn new(
+        resources: Box<dyn Any>,
+        context: Arc<VcpuContext>,
+        threads: Vec<JoinHandle<()>>,
+        subscribers: Vec<SubscriberId>,
+        layout: Layout,
+    ) -> Self {
+        install_kick_handler();
+        Self {
+            resources,
+            context,
+            threads,
+            subscribers,
+            layout,
+        }
+    }
+
+    /// The first stop event the guest (or a stop request) raised.
+    pub fn guest_event(&self) -> Option<GuestEvent> {
+        self.context.events.get()
+    }
+
+    /// What the VM was planned and built as.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// Stops the vCPUs (as if the guest powered off, unless it already
+    /// stopped), takes the VM's subscribers off `event_manager` and drops
+    /// everything the VM holds.
+    pub fn stop(mut self, event_manager: &mut EventLoop) -> Result<(), StopError> {
+        self.context.events.raise(GuestEvent::PowerOff);
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        while self.threads.iter().any(|t| !t.is_finished()) && Instant::now() < deadline {
+            for thread in self.threads.iter().filter(|t| !t.is_finished()) {
+                if let Err(e) = thread.kill(kick_signal()) {
+                    log::debug!("cannot kick a vCPU thread: {e}");
+                }
+            }
+            std::thread::sleep(KICK_INTERVAL);
+        }
+        for id in self.subscribers.drain(..) {
+            if let Err(e) = event_manager.remove_subscriber(id) {
+                log::warn!("cannot remove a VM subscriber from the event loop: {e:?}");
+            }
+        }
+        let stuck = self.threads.iter().filter(|t| !t.is_finished()).count();
+        if stuck > 0 {
+            // The threads still borrow the VM: leak it rather than free
+            // memory a vCPU may be using.
+            std::mem::forget(self);
+            return Err(StopError::Stuck(stuck));
+        }
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+        drop(self.resources);
+        Ok(())
+    }
+}
