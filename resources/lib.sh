@@ -10,8 +10,11 @@ MINIVMM_CACHE="${MINIVMM_CACHE:-$HOME/.cache/minivmm}"
 # The QEMU that l0-qemu.sh fetches from bookworm-backports.
 MINIVMM_L0_QEMU_VERSION="${MINIVMM_L0_QEMU_VERSION:-1:10.0.2+ds-2+deb13u1~bpo12+1}"
 # The L0 (the QEMU that runs the nested host) the scripts use by default; see
-# l0_qemu and docs/testing.md for the measurements behind the choice.
+# l0_qemu and docs/testing.md for the measurements behind the choice. For
+# arm64 nested hosts QEMU 10 (its `-cpu max` spares L1's KVM a trap on
+# every CTR_EL0 read: half the L2 boot time; see TESTBED).
 MINIVMM_L0_DEFAULT=qemu7.2
+MINIVMM_L0_DEFAULT_AARCH64=qemu10
 
 # use_arch ARCH: the architecture of the guests and nested host the scripts
 # build (x86_64, the default, or aarch64). Exports MINIVMM_ARCH (so the
@@ -222,10 +225,12 @@ install_busybox() {
 #   qemu7.2-single   the same, all vCPUs on one host thread
 #   qemu10           QEMU from l0-qemu.sh (bookworm-backports), one thread per vCPU
 #   qemu10-single    the same, all vCPUs on one host thread
-# NAME "default" means $MINIVMM_L0 if set, else $MINIVMM_L0_DEFAULT.
+# NAME "default" means $MINIVMM_L0 if set, else $MINIVMM_L0_DEFAULT (for
+# aarch64 $MINIVMM_L0_DEFAULT_AARCH64).
 l0_qemu() {
-    local name="$1" arch="$2" threads=multi dir bin
-    [ "$name" != default ] || name="${MINIVMM_L0:-$MINIVMM_L0_DEFAULT}"
+    local name="$1" arch="$2" threads=multi dir bin default="$MINIVMM_L0_DEFAULT"
+    [ "$arch" != aarch64 ] || default="$MINIVMM_L0_DEFAULT_AARCH64"
+    [ "$name" != default ] || name="${MINIVMM_L0:-$default}"
     L0_NAME="$name"
     case "$name" in
         *-single) threads=single; name="${name%-single}" ;;
