@@ -18,7 +18,7 @@ use arch::aarch64::fdt::{self, FdtConfig, FdtIommu};
 use arch::aarch64::layout::{PCI_IO_START, PLATFORM_SPIS, PVPANIC_START, UART_SPI, UART_START};
 use arch::plan::{GuestMap, HostConstraints, PlanError, PlanInput};
 use arch::GuestMemory;
-use devices::legacy::{PvPanic, SerialConsole};
+use devices::legacy::PvPanic;
 use devices::{Bus, GuestEvent, GuestEvents};
 use kvm_bindings::{
     kvm_irq_routing_entry, kvm_irq_routing_entry__bindgen_ty_1, kvm_irq_routing_irqchip,
@@ -27,11 +27,10 @@ use kvm_bindings::{
 use kvm_ioctls::{Cap, Kvm, VcpuFd, VmFd};
 use linux_loader::loader::{pe::PE, KernelLoader};
 use vm_memory::{Bytes, GuestAddress};
-use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use super::{GuestImages, MsiRouting, PciPlatform, Platform};
 use crate::config::VmConfig;
-use crate::device_manager::{Console, DeviceError, Devices};
+use crate::device_manager::{self, Console, DeviceError, Devices};
 use crate::vcpu::{Vcpu, VcpuError};
 use crate::vm::VmError;
 
@@ -252,13 +251,8 @@ impl Platform for Aarch64 {
         mmio: &mut Bus,
         events: &Arc<GuestEvents>,
     ) -> Result<Arc<Mutex<Console>>, DeviceError> {
-        let irq = EventFd::new(EFD_NONBLOCK).map_err(DeviceError::EventFd)?;
-        vm.register_irqfd(&irq, UART_SPI)
-            .map_err(|e| DeviceError::Irqfd(UART_SPI, e))?;
-        let console = Arc::new(Mutex::new(
-            SerialConsole::new(irq, std::io::stdout()).map_err(DeviceError::EventFd)?,
-        ));
-        mmio.insert(UART_START, 8, console.clone())?;
+        // The 16550's eight byte-wide registers.
+        let console = device_manager::add_console_at(vm, mmio, UART_START, 8, UART_SPI)?;
         let pvpanic = Arc::new(Mutex::new(PvPanic::new(events.clone())));
         mmio.insert(PVPANIC_START, 2, pvpanic)?;
         Ok(console)
