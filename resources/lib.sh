@@ -255,3 +255,43 @@ l0_qemu() {
     esac
     L0_QEMU+=(-accel "tcg,thread=$threads")
 }
+
+# copy_foreign_binary BIN SYSROOT DEST TARGET: copies BIN (a dynamically
+# linked binary of another architecture, which ldd cannot read) to
+# DEST/TARGET, and every shared library it needs, found by walking the
+# NEEDED entries (readelf -d) through SYSROOT's library directories, to
+# DEST at the same paths, plus its dynamic loader (PT_INTERP).
+copy_foreign_binary() {
+    local bin="$1" sysroot="$2" dest="$3" target="$4"
+    ensure_packages binutils
+    mkdir -p "$dest/$(dirname "$target")"
+    cp -L "$bin" "$dest/$target"
+    local interp
+    interp="$(readelf -l "$bin" | sed -n 's/.*Requesting program interpreter: \(.*\)]/\1/p')"
+    if [ -n "$interp" ]; then
+        mkdir -p "$dest/$(dirname "$interp")"
+        cp -L "$sysroot$interp" "$dest$interp" 2>/dev/null ||
+            cp -L "$sysroot/usr$interp" "$dest$interp" || die "no $interp in $sysroot"
+    fi
+    local -A seen=()
+    local queue=("$bin") file lib dir found
+    while [ "${#queue[@]}" -gt 0 ]; do
+        file="${queue[0]}"
+        queue=("${queue[@]:1}")
+        for lib in $(readelf -d "$file" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'); do
+            [ -z "${seen[$lib]:-}" ] || continue
+            seen[$lib]=1
+            found=""
+            for dir in /lib/aarch64-linux-gnu /usr/lib/aarch64-linux-gnu /lib /usr/lib; do
+                if [ -e "$sysroot$dir/$lib" ]; then
+                    found="$dir/$lib"
+                    break
+                fi
+            done
+            [ -n "$found" ] || die "$bin needs $lib, which is not in $sysroot"
+            mkdir -p "$dest/$(dirname "$found")"
+            cp -L "$sysroot$found" "$dest$found"
+            queue+=("$sysroot$found")
+        done
+    done
+}

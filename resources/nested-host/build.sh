@@ -12,8 +12,10 @@
 # qemu-system-x86_64 (/usr/bin, with its libraries and the firmware files
 # it needs for `-M q35 -nodefaults -kernel`: SeaBIOS bios-256k.bin,
 # linuxboot_dma.bin, kvmvapic.bin), so an L1 scenario can run the same L2
-# under QEMU/KVM for comparison (scenarios/maplat.sh). Only the map_latency
-# test builds that variant; the default image stays small.
+# under QEMU/KVM for comparison (scenarios/maplat.sh); with --arch aarch64
+# it is Debian's arm64 qemu-system-aarch64 with its libraries
+# (l1-qemu-aarch64.sh). Only the map_latency test builds that variant; the
+# default image stays small.
 # With --arch aarch64 everything is arm64's: the Debian arm64 kernel (KVM
 # built in, so no kvm module), an arm64 busybox, tools built with
 # aarch64-linux-gnu-gcc, and the aarch64 minivmm (statically linked).
@@ -35,7 +37,7 @@ while [ $# -gt 0 ]; do
         *) die "usage: $0 --minivmm PATH --out DIR [--with-qemu] [--arch x86_64|aarch64]" ;;
     esac
 done
-[ "$with_qemu" = no ] || [ "$MINIVMM_ARCH" = x86_64 ] || die "--with-qemu is for x86_64 only"
+
 if [ -z "$minivmm" ] || [ -z "$out" ]; then
     die "usage: $0 --minivmm PATH --out DIR"
 fi
@@ -66,7 +68,12 @@ copy_binary "$minivmm" "$root" /usr/bin/minivmm
 cc="$MINIVMM_CC"
 command -v "$cc" >/dev/null || die "no C compiler ($cc) for tools/vfio-probe.c (install gcc, or run resources/host-packages.sh for the arm64 one)"
 "$cc" -static -Os -s -Wall -I "$res/tools" -o "$root/usr/bin/vfio-probe" "$here/tools/vfio-probe.c"
-if [ "$with_qemu" = yes ]; then
+if [ "$with_qemu" = yes ] && [ "$MINIVMM_ARCH" = aarch64 ]; then
+    # Debian's arm64 QEMU (7.2) and its libraries, resolved with readelf.
+    sysroot="$("$res/l1-qemu-aarch64.sh")"
+    copy_foreign_binary "$sysroot/usr/bin/qemu-system-aarch64" "$sysroot" "$root" /usr/bin/qemu-system-aarch64
+    log "the L1 initramfs carries Debian's arm64 qemu-system-aarch64"
+elif [ "$with_qemu" = yes ]; then
     qemu="$(command -v qemu-system-x86_64)" || die "--with-qemu: no qemu-system-x86_64 on this host"
     copy_binary "$qemu" "$root" /usr/bin/qemu-system-x86_64
     # Debian's QEMU finds firmware in /usr/share/qemu and /usr/share/seabios.

@@ -111,12 +111,19 @@ pub fn build_images_for(arch: Arch) -> Result<Images, Error> {
 /// the map latency comparison). Built on every call; the default images of
 /// [`build_images`] are left alone.
 pub fn build_image_variant(name: &str, options: &[&str]) -> Result<Images, Error> {
-    let bin = minivmm_binary();
+    build_image_variant_for(Arch::X86_64, name, options)
+}
+
+/// [`build_image_variant`] for the nested host of `arch`.
+pub fn build_image_variant_for(arch: Arch, name: &str, options: &[&str]) -> Result<Images, Error> {
+    let bin = minivmm_binary_for(arch);
     if !bin.is_file() {
         return Err(Error::MissingBinary(bin));
     }
     let dir = target_dir().join("nested").join(name);
-    run_build(&bin, &dir, options)?;
+    let mut options = options.to_vec();
+    options.extend(["--arch", arch.as_arg()]);
+    run_build(&bin, &dir, &options)?;
     Ok(Images { dir })
 }
 
