@@ -5,6 +5,8 @@
 # load themselves (modprobe NAME: e1000e and vfio-pci for passthrough
 # devices), busybox udhcpc's script (/etc/udhcpc/default.script) and the
 # static tools from resources/guest/tools (/usr/bin/NAME).
+# For MINIVMM_ARCH's guests (x86_64 by default, aarch64: arm64's busybox,
+# kernel modules and C compiler).
 # Usage:
 #   resources/guest-initramfs.sh OUT.cpio.gz
 set -euo pipefail
@@ -49,8 +51,8 @@ install -m 0644 "$here/guest/demo.sh" "$root/etc/minivmm/demo.sh"
 # vfio-maplat for the maplat scenario).
 for tool in "$here"/guest/tools/*.c; do
     [ -e "$tool" ] || continue
-    command -v "${CC:-cc}" >/dev/null || die "no C compiler (${CC:-cc}) for $tool (install gcc)"
-    "${CC:-cc}" -static -O2 -s -Wall -I "$here/tools" -o "$root/usr/bin/$(basename "$tool" .c)" "$tool"
+    command -v "$MINIVMM_CC" >/dev/null || die "no C compiler ($MINIVMM_CC) for $tool (install gcc)"
+    "$MINIVMM_CC" -static -O2 -s -Wall -I "$here/tools" -o "$root/usr/bin/$(basename "$tool" .c)" "$tool"
 done
 
 # built_as_modules "SYMBOL module"...: the modules whose SYMBOL is =m in the

@@ -3,14 +3,33 @@
 # `set -euo pipefail`. Provides progress logging, the download cache, package
 # installation, and the copying of kernel modules and binaries into images.
 
-# The pinned kernel used for both the nested host (L1) and the guest (L2).
-MINIVMM_KERNEL_VERSION="${MINIVMM_KERNEL_VERSION:-6.12.107+deb12-amd64}"
+# The pinned kernel release used for both the nested host (L1) and the
+# guest (L2); the package's flavour is the architecture's.
+MINIVMM_KERNEL_RELEASE="${MINIVMM_KERNEL_RELEASE:-6.12.107+deb12}"
 MINIVMM_CACHE="${MINIVMM_CACHE:-$HOME/.cache/minivmm}"
 # The QEMU that l0-qemu.sh fetches from bookworm-backports.
 MINIVMM_L0_QEMU_VERSION="${MINIVMM_L0_QEMU_VERSION:-1:10.0.2+ds-2+deb13u1~bpo12+1}"
 # The L0 (the QEMU that runs the nested host) the scripts use by default; see
-# l0_qemu and docs/testing.md for the measurements behind the choice.
+# l0_qemu and docs/testing.md for the measurements behind the choice. For
+# arm64 nested hosts QEMU 10 too (its `-cpu max` spares L1's KVM a trap on
+# every CTR_EL0 read: half the L2 boot time; see TESTBED).
 MINIVMM_L0_DEFAULT=qemu10
+MINIVMM_L0_DEFAULT_AARCH64=qemu10
+
+# use_arch ARCH: the architecture of the guests and nested host the scripts
+# build (x86_64, the default, or aarch64). Exports MINIVMM_ARCH (so the
+# scripts they run build for it too) and sets MINIVMM_DEB_ARCH (amd64,
+# arm64), MINIVMM_KERNEL_VERSION (e.g. 6.12.107+deb12-arm64) and
+# MINIVMM_CC (the C compiler for static guest tools).
+use_arch() {
+    case "$1" in
+        x86_64) MINIVMM_DEB_ARCH=amd64 MINIVMM_CC="${CC:-cc}" ;;
+        aarch64) MINIVMM_DEB_ARCH=arm64 MINIVMM_CC=aarch64-linux-gnu-gcc ;;
+        *) die "unknown architecture $1 (x86_64 or aarch64)" ;;
+    esac
+    export MINIVMM_ARCH="$1"
+    MINIVMM_KERNEL_VERSION="$MINIVMM_KERNEL_RELEASE-$MINIVMM_DEB_ARCH"
+}
 
 # Prints a progress line on stderr (stdout is kept for results).
 log() {
@@ -42,6 +61,8 @@ ensure_pinned_rust() {
         ln -sfn "$(rustc +stable --print sysroot)" "$toolchains/$pinned-$host"
     fi
 }
+
+use_arch "${MINIVMM_ARCH:-x86_64}"
 
 cache_dir() {
     mkdir -p "$MINIVMM_CACHE"
@@ -157,12 +178,41 @@ pack_cpio() {
     mv "$out.tmp" "$out"
 }
 
-# install_busybox DIR: puts a static busybox and its applet links into DIR.
+# busybox_binary: prints the path of a static busybox for MINIVMM_ARCH:
+# the host's for x86_64; for aarch64 busybox-static:arm64, downloaded and
+# extracted into the cache.
+busybox_binary() {
+    if [ "$MINIVMM_DEB_ARCH" = amd64 ]; then
+        ensure_packages busybox-static
+        echo /bin/busybox
+        return
+    fi
+    local dir
+    dir="$(cache_dir)/busybox-$MINIVMM_DEB_ARCH"
+    if [ ! -f "$dir/.done" ]; then
+        ensure_foreign_arch "$MINIVMM_DEB_ARCH"
+        rm -rf "$dir" "$dir.tmp"
+        mkdir -p "$dir.tmp"
+        chmod 0777 "$dir.tmp"
+        log "downloading busybox-static:$MINIVMM_DEB_ARCH"
+        (cd "$dir.tmp" && apt-get download -q "busybox-static:$MINIVMM_DEB_ARCH" >&2)
+        dpkg-deb -x "$dir.tmp"/busybox-static_*.deb "$dir.tmp/root"
+        mv "$dir.tmp/root" "$dir"
+        rm -rf "$dir.tmp"
+        touch "$dir/.done"
+    fi
+    echo "$dir/bin/busybox"
+}
+
+# install_busybox DIR: puts a static busybox for MINIVMM_ARCH and its applet
+# links into DIR. The applet list is the host busybox's (the same Debian
+# version and configuration; a foreign binary cannot run here).
 install_busybox() {
     local dir="$1" applet
     mkdir -p "$dir/bin" "$dir/sbin" "$dir/usr/bin" "$dir/usr/sbin"
-    cp /bin/busybox "$dir/bin/busybox"
-    for applet in $("$dir/bin/busybox" --list); do
+    cp "$(busybox_binary)" "$dir/bin/busybox"
+    ensure_packages busybox-static
+    for applet in $(/bin/busybox --list); do
         [ -e "$dir/bin/$applet" ] || ln -s busybox "$dir/bin/$applet"
     done
 }
@@ -175,10 +225,12 @@ install_busybox() {
 #   qemu7.2-single   the same, all vCPUs on one host thread
 #   qemu10           QEMU from l0-qemu.sh (bookworm-backports), one thread per vCPU
 #   qemu10-single    the same, all vCPUs on one host thread
-# NAME "default" means $MINIVMM_L0 if set, else $MINIVMM_L0_DEFAULT.
+# NAME "default" means $MINIVMM_L0 if set, else $MINIVMM_L0_DEFAULT (for
+# aarch64 $MINIVMM_L0_DEFAULT_AARCH64).
 l0_qemu() {
-    local name="$1" arch="$2" threads=multi dir bin
-    [ "$name" != default ] || name="${MINIVMM_L0:-$MINIVMM_L0_DEFAULT}"
+    local name="$1" arch="$2" threads=multi dir bin default="$MINIVMM_L0_DEFAULT"
+    [ "$arch" != aarch64 ] || default="$MINIVMM_L0_DEFAULT_AARCH64"
+    [ "$name" != default ] || name="${MINIVMM_L0:-$default}"
     L0_NAME="$name"
     case "$name" in
         *-single) threads=single; name="${name%-single}" ;;
@@ -202,4 +254,44 @@ l0_qemu() {
         *) die "unknown L0 $1 (qemu7.2, qemu7.2-single, qemu10 or qemu10-single)" ;;
     esac
     L0_QEMU+=(-accel "tcg,thread=$threads")
+}
+
+# copy_foreign_binary BIN SYSROOT DEST TARGET: copies BIN (a dynamically
+# linked binary of another architecture, which ldd cannot read) to
+# DEST/TARGET, and every shared library it needs, found by walking the
+# NEEDED entries (readelf -d) through SYSROOT's library directories, to
+# DEST at the same paths, plus its dynamic loader (PT_INTERP).
+copy_foreign_binary() {
+    local bin="$1" sysroot="$2" dest="$3" target="$4"
+    ensure_packages binutils
+    mkdir -p "$dest/$(dirname "$target")"
+    cp -L "$bin" "$dest/$target"
+    local interp
+    interp="$(readelf -l "$bin" | sed -n 's/.*Requesting program interpreter: \(.*\)]/\1/p')"
+    if [ -n "$interp" ]; then
+        mkdir -p "$dest/$(dirname "$interp")"
+        cp -L "$sysroot$interp" "$dest$interp" 2>/dev/null ||
+            cp -L "$sysroot/usr$interp" "$dest$interp" || die "no $interp in $sysroot"
+    fi
+    local -A seen=()
+    local queue=("$bin") file lib dir found
+    while [ "${#queue[@]}" -gt 0 ]; do
+        file="${queue[0]}"
+        queue=("${queue[@]:1}")
+        for lib in $(readelf -d "$file" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'); do
+            [ -z "${seen[$lib]:-}" ] || continue
+            seen[$lib]=1
+            found=""
+            for dir in /lib/aarch64-linux-gnu /usr/lib/aarch64-linux-gnu /lib /usr/lib; do
+                if [ -e "$sysroot$dir/$lib" ]; then
+                    found="$dir/$lib"
+                    break
+                fi
+            done
+            [ -n "$found" ] || die "$bin needs $lib, which is not in $sysroot"
+            mkdir -p "$dest/$(dirname "$found")"
+            cp -L "$sysroot$found" "$dest$found"
+            queue+=("$sysroot$found")
+        done
+    done
 }

@@ -12,9 +12,15 @@
 # qemu-system-x86_64 (/usr/bin, with its libraries and the firmware files
 # it needs for `-M q35 -nodefaults -kernel`: SeaBIOS bios-256k.bin,
 # linuxboot_dma.bin, kvmvapic.bin), so an L1 scenario can run the same L2
-# under QEMU/KVM for comparison (scenarios/maplat.sh). Only the map_latency
-# test builds that variant; the default image stays small.
+# under QEMU/KVM for comparison (scenarios/maplat.sh); with --arch aarch64
+# it is Debian's arm64 qemu-system-aarch64 with its libraries
+# (l1-qemu-aarch64.sh). Only the map_latency test builds that variant; the
+# default image stays small.
+# With --arch aarch64 everything is arm64's: the Debian arm64 kernel (KVM
+# built in, so no kvm module), an arm64 busybox, tools built with
+# aarch64-linux-gnu-gcc, and the aarch64 minivmm (statically linked).
 # Usage: resources/nested-host/build.sh --minivmm PATH --out DIR [--with-qemu]
+#          [--arch x86_64|aarch64]
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 res="$(dirname "$here")"
@@ -27,9 +33,11 @@ while [ $# -gt 0 ]; do
         --minivmm) minivmm="$2"; shift 2 ;;
         --out) out="$2"; shift 2 ;;
         --with-qemu) with_qemu=yes; shift ;;
-        *) die "usage: $0 --minivmm PATH --out DIR [--with-qemu]" ;;
+        --arch) use_arch "$2"; shift 2 ;;
+        *) die "usage: $0 --minivmm PATH --out DIR [--with-qemu] [--arch x86_64|aarch64]" ;;
     esac
 done
+
 if [ -z "$minivmm" ] || [ -z "$out" ]; then
     die "usage: $0 --minivmm PATH --out DIR"
 fi
@@ -51,16 +59,27 @@ install_busybox "$root"
 install -m 0755 "$here/init" "$root/init"
 cp "$here"/scenarios/*.sh "$here"/scenarios/*.inc "$root/scenarios/"
 # vfio-pci and vfio_iommu_type1 are modules in the pinned kernel
-# (CONFIG_VFIO=m); copy_modules skips any that a kernel builds in.
-copy_modules "$kroot" "$ver" "$root" kvm-amd vfio-pci vfio_iommu_type1
+# (CONFIG_VFIO=m); copy_modules skips any that a kernel builds in. arm64's
+# KVM is built in.
+l1_modules=(vfio-pci vfio_iommu_type1)
+[ "$MINIVMM_ARCH" != x86_64 ] || l1_modules=(kvm-amd "${l1_modules[@]}")
+copy_modules "$kroot" "$ver" "$root" "${l1_modules[@]}"
 copy_binary "$minivmm" "$root" /usr/bin/minivmm
-# curl drives minivmm's API socket in the API scenarios (a client no one on
-# the project wrote).
-curl="$(command -v curl)" || die "no curl on this host (resources/host-packages.sh installs it)"
-copy_binary "$curl" "$root" /usr/bin/curl
-command -v "${CC:-cc}" >/dev/null || die "no C compiler (${CC:-cc}) for tools/vfio-probe.c (install gcc)"
-"${CC:-cc}" -static -Os -s -Wall -I "$res/tools" -o "$root/usr/bin/vfio-probe" "$here/tools/vfio-probe.c"
-if [ "$with_qemu" = yes ]; then
+if [ "$MINIVMM_ARCH" = x86_64 ]; then
+    # curl drives minivmm's API socket in the API scenarios (a client no one
+    # on the project wrote; x86 only, like the API tests).
+    curl="$(command -v curl)" || die "no curl on this host (resources/host-packages.sh installs it)"
+    copy_binary "$curl" "$root" /usr/bin/curl
+fi
+cc="$MINIVMM_CC"
+command -v "$cc" >/dev/null || die "no C compiler ($cc) for tools/vfio-probe.c (install gcc, or run resources/host-packages.sh for the arm64 one)"
+"$cc" -static -Os -s -Wall -I "$res/tools" -o "$root/usr/bin/vfio-probe" "$here/tools/vfio-probe.c"
+if [ "$with_qemu" = yes ] && [ "$MINIVMM_ARCH" = aarch64 ]; then
+    # Debian's arm64 QEMU (7.2) and its libraries, resolved with readelf.
+    sysroot="$("$res/l1-qemu-aarch64.sh")"
+    copy_foreign_binary "$sysroot/usr/bin/qemu-system-aarch64" "$sysroot" "$root" /usr/bin/qemu-system-aarch64
+    log "the L1 initramfs carries Debian's arm64 qemu-system-aarch64"
+elif [ "$with_qemu" = yes ]; then
     qemu="$(command -v qemu-system-x86_64)" || die "--with-qemu: no qemu-system-x86_64 on this host"
     copy_binary "$qemu" "$root" /usr/bin/qemu-system-x86_64
     # Debian's QEMU finds firmware in /usr/share/qemu and /usr/share/seabios.

@@ -5,6 +5,7 @@
 #          [--scenarios a,b,c] [--timeout SECS] [--smp N] [--memory SIZE]
 #          [--scenario-timeout SECS] [--iommu none|intel|intel-nointremap|amd]
 #          [--passthrough DEV]... [--append WORDS] [--l0 NAME]
+#          [--arch x86_64|aarch64]
 # Both modes hold the lock $MINIVMM_NESTED_LOCK (default
 # /tmp/minivmm-nested.lock) while QEMU runs, so that nested hosts never
 # share the machine's cores. Test mode runs QEMU under `timeout` (default
@@ -15,6 +16,12 @@
 # qemu7.2-single, qemu10, qemu10-single; default: $MINIVMM_L0 or the
 # project's default). L1's kernel prints without timestamps (printk.time=0),
 # so that in the console a kernel line with a `[ seconds]` prefix is L2's.
+#
+# --arch aarch64 boots an arm64 L1 (images from build.sh --arch aarch64)
+# under qemu-system-aarch64 -M virt,virtualization=on,gic-version=3 with
+# -cpu max,pauth-impdef=on (L1's KVM runs in VHE mode); its console is the
+# PL011 (ttyAMA0) and its default L0 is QEMU 10. Its --iommu is smmuv3 (the
+# default for aarch64: -M virt,iommu=smmuv3) or none.
 #
 # --iommu gives L1 an emulated host IOMMU (default none: no vIOMMU):
 #   intel  -M q35,kernel-irqchip=split -device intel-iommu,intremap=on,
@@ -38,7 +45,7 @@ set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
 
 images="" mode=test scenarios="" limit=900 smp=4 memory=3G scenario_timeout=300
-iommu=none extra_append="" passthrough=() l0=default
+iommu=default extra_append="" passthrough=() l0=default arch=x86_64
 while [ $# -gt 0 ]; do
     case "$1" in
         --images) images="$2"; shift 2 ;;
@@ -52,6 +59,7 @@ while [ $# -gt 0 ]; do
         --passthrough) passthrough+=("$2"); shift 2 ;;
         --append) extra_append="$extra_append $2"; shift 2 ;;
         --l0) l0="$2"; shift 2 ;;
+        --arch) arch="$2"; shift 2 ;;
         *) die "unknown argument $1 (see the header of $0)" ;;
     esac
 done
@@ -60,12 +68,29 @@ for f in vmlinuz initrd.img; do
     [ -f "$images/$f" ] || die "missing $images/$f (run resources/nested-host/build.sh)"
 done
 
-append="console=ttyS0 quiet panic=-1 printk.time=0 minivmm.mode=$mode minivmm.scenario_timeout=$scenario_timeout"
+console=ttyS0
+[ "$arch" != aarch64 ] || console=ttyAMA0
+append="console=$console quiet panic=-1 printk.time=0 minivmm.mode=$mode minivmm.scenario_timeout=$scenario_timeout"
 [ -z "$scenarios" ] || append="$append minivmm.scenarios=$scenarios"
 
 machine=(-M q35)
+cpu=(-cpu max)
 devices=()
-case "$iommu" in
+case "$arch:$iommu" in
+    x86_64:*) [ "$iommu" != default ] || iommu=none ;;
+    aarch64:default | aarch64:smmuv3)
+        iommu=smmuv3
+        machine=(-M virt,virtualization=on,gic-version=3,iommu=smmuv3)
+        cpu=(-cpu max,pauth-impdef=on)
+        ;;
+    aarch64:none)
+        machine=(-M virt,virtualization=on,gic-version=3)
+        cpu=(-cpu max,pauth-impdef=on)
+        ;;
+    aarch64:*) die "--iommu for aarch64 must be smmuv3 or none (got $iommu)" ;;
+    *) die "--arch must be x86_64 or aarch64 (got $arch)" ;;
+esac
+[ "$arch" = aarch64 ] || case "$iommu" in
     none) ;;
     intel)
         machine=(-M "q35,kernel-irqchip=split")
@@ -112,10 +137,10 @@ done
 [ -z "$bdfs" ] || append="$append minivmm.vfio=${bdfs#,}"
 append="$append$extra_append"
 
-l0_qemu "$l0" x86_64
+l0_qemu "$l0" "$arch"
 # -nodefaults: no default VGA, floppy or CD-ROM (probing QEMU 10's empty
 # AHCI CD-ROM costs SeaBIOS a 32 s timeout); the console is the serial port.
-qemu=("${L0_QEMU[@]}" -cpu max "${machine[@]}" -smp "$smp" -m "$memory"
+qemu=("${L0_QEMU[@]}" "${cpu[@]}" "${machine[@]}" -smp "$smp" -m "$memory"
     -nodefaults -display none -serial mon:stdio -no-reboot -nic none -kernel "$images/vmlinuz" -initrd "$images/initrd.img"
     "${devices[@]}" -append "$append")
 
@@ -129,5 +154,5 @@ if [ "$mode" = demo ]; then
     log "booting the nested host (quit QEMU with Ctrl-a x)"
     exec "${qemu[@]}"
 fi
-log "booting the nested host: l0=$L0_NAME scenarios=$scenarios timeout=${limit}s iommu=$iommu passthrough=${passthrough[*]:-none}"
+log "booting the nested host: arch=$arch l0=$L0_NAME scenarios=$scenarios timeout=${limit}s iommu=$iommu passthrough=${passthrough[*]:-none}"
 exec timeout -s KILL "$limit" "${qemu[@]}" </dev/null

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::console::{ScenarioOutcome, Transcript, VfioDevice};
 use crate::environment::{EnvironmentFault, FaultScanner};
-use crate::images::{build_images, target_dir, workspace_root, Images};
+use crate::images::{build_images_for, target_dir, workspace_root, Arch, Images};
 use crate::passthrough::{
     create_image, passthrough_bdf, tftp_file, HostIommu, Passthrough, PassthroughDevice, TftpFile,
 };
@@ -41,6 +41,7 @@ pub struct NestedHost {
     images: Option<Images>,
     l0: Option<String>,
     attempts: u32,
+    arch: Arch,
 }
 
 impl NestedHost {
@@ -59,7 +60,17 @@ impl NestedHost {
             images: None,
             l0: None,
             attempts: ENVIRONMENT_ATTEMPTS,
+            arch: Arch::X86_64,
         }
+    }
+
+    /// The architecture of the nested host (default x86_64): with
+    /// [`Arch::Aarch64`] L1 is the Debian arm64 kernel under
+    /// qemu-system-aarch64 with an SMMUv3 (`run.sh --arch aarch64`), and
+    /// minivmm and L2 are arm64's.
+    pub fn arch(mut self, arch: Arch) -> Self {
+        self.arch = arch;
+        self
     }
 
     /// The L0 that runs L1 (`run.sh --l0`: `qemu7.2`, `qemu7.2-single`,
@@ -263,7 +274,7 @@ impl NestedHost {
     fn run_once(&self, faults: &mut FaultScanner) -> Result<Run, Error> {
         let images = match &self.images {
             Some(images) => images.clone(),
-            None => build_images()?,
+            None => build_images_for(self.arch)?,
         };
         let Prepared {
             devices: passthrough,
@@ -292,6 +303,7 @@ impl NestedHost {
             ])
             .args(["--smp", &self.smp.to_string(), "--memory", &self.memory])
             .args(["--l0", self.l0.as_deref().unwrap_or("default")])
+            .args(["--arch", self.arch.as_arg()])
             .args(&passthrough_args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -450,6 +462,29 @@ impl Run {
     /// How L1 left the passthrough device at `bdf`, if it reported it.
     pub fn vfio_device(&self, bdf: &str) -> Option<&VfioDevice> {
         self.vfio.iter().find(|device| device.bdf == bdf)
+    }
+
+    /// The `key=value` fields of scenario `name`'s first console line that
+    /// contains `marker` (after the marker), e.g.
+    /// `fields("pt-disk-strict", "MINIVMM-PTDISK ")`.
+    pub fn fields(
+        &self,
+        name: &str,
+        marker: &str,
+    ) -> Result<std::collections::BTreeMap<String, String>, Error> {
+        let outcome = self
+            .scenario(name)
+            .ok_or_else(|| self.failed(name, "it did not run", &[]))?;
+        let rest = outcome
+            .console
+            .iter()
+            .find_map(|line| line.split_once(marker).map(|(_, rest)| rest))
+            .ok_or_else(|| self.failed(name, &format!("no {marker}line"), &outcome.console))?;
+        Ok(rest
+            .split_whitespace()
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect())
     }
 
     /// The outcome of scenario `name`, if it ran.

@@ -28,33 +28,81 @@ pub fn target_dir() -> PathBuf {
     }
 }
 
-/// The minivmm binary under test: `MINIVMM_BIN`, or the release build.
-pub fn minivmm_binary() -> PathBuf {
-    match std::env::var_os("MINIVMM_BIN") {
-        Some(bin) => workspace_root().join(bin),
-        None => target_dir().join("release").join("minivmm"),
+/// The architecture of a nested host: its L1, minivmm and L2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub enum Arch {
+    /// x86_64 under `qemu-system-x86_64 -M q35` (the default).
+    #[default]
+    X86_64,
+    /// arm64 under `qemu-system-aarch64 -M virt,virtualization=on,gic-version=3`.
+    Aarch64,
+}
+
+impl Arch {
+    /// The name `build.sh` and `run.sh` take (`--arch`).
+    pub fn as_arg(self) -> &'static str {
+        match self {
+            Self::X86_64 => "x86_64",
+            Self::Aarch64 => "aarch64",
+        }
     }
 }
 
-static BUILT: Mutex<Option<Images>> = Mutex::new(None);
+/// The minivmm binary under test: `MINIVMM_BIN`, or the release build.
+pub fn minivmm_binary() -> PathBuf {
+    minivmm_binary_for(Arch::X86_64)
+}
 
-/// Builds the images into `target/nested/images` once per test process
-/// (later calls reuse them). Needs the minivmm binary.
+/// The minivmm binary under test for `arch`: `MINIVMM_BIN` (x86_64) or
+/// `MINIVMM_BIN_AARCH64`, else the release build
+/// (`target/aarch64-unknown-linux-gnu/release/minivmm` for aarch64, built
+/// by `resources/cargo-aarch64.sh build --release -p vmm`).
+pub fn minivmm_binary_for(arch: Arch) -> PathBuf {
+    let (var, dir) = match arch {
+        Arch::X86_64 => ("MINIVMM_BIN", target_dir().join("release")),
+        Arch::Aarch64 => (
+            "MINIVMM_BIN_AARCH64",
+            target_dir()
+                .join("aarch64-unknown-linux-gnu")
+                .join("release"),
+        ),
+    };
+    match std::env::var_os(var) {
+        Some(bin) => workspace_root().join(bin),
+        None => dir.join("minivmm"),
+    }
+}
+
+static BUILT: Mutex<Vec<(Arch, Images)>> = Mutex::new(Vec::new());
+
+/// Builds the x86_64 images into `target/nested/images` once per test
+/// process (later calls reuse them). Needs the minivmm binary.
 pub fn build_images() -> Result<Images, Error> {
+    build_images_for(Arch::X86_64)
+}
+
+/// Builds the images of `arch` into `target/nested/images` (x86_64) or
+/// `target/nested/images-aarch64` once per test process. Needs that
+/// architecture's minivmm binary.
+pub fn build_images_for(arch: Arch) -> Result<Images, Error> {
     let mut built = BUILT
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    if let Some(images) = built.as_ref() {
+    if let Some((_, images)) = built.iter().find(|(a, _)| *a == arch) {
         return Ok(images.clone());
     }
-    let bin = minivmm_binary();
+    let bin = minivmm_binary_for(arch);
     if !bin.is_file() {
         return Err(Error::MissingBinary(bin));
     }
-    let dir = target_dir().join("nested").join("images");
-    run_build(&bin, &dir, &[])?;
+    let name = match arch {
+        Arch::X86_64 => "images",
+        Arch::Aarch64 => "images-aarch64",
+    };
+    let dir = target_dir().join("nested").join(name);
+    run_build(&bin, &dir, &["--arch", arch.as_arg()])?;
     let images = Images { dir };
-    *built = Some(images.clone());
+    built.push((arch, images.clone()));
     Ok(images)
 }
 
@@ -63,12 +111,19 @@ pub fn build_images() -> Result<Images, Error> {
 /// the map latency comparison). Built on every call; the default images of
 /// [`build_images`] are left alone.
 pub fn build_image_variant(name: &str, options: &[&str]) -> Result<Images, Error> {
-    let bin = minivmm_binary();
+    build_image_variant_for(Arch::X86_64, name, options)
+}
+
+/// [`build_image_variant`] for the nested host of `arch`.
+pub fn build_image_variant_for(arch: Arch, name: &str, options: &[&str]) -> Result<Images, Error> {
+    let bin = minivmm_binary_for(arch);
     if !bin.is_file() {
         return Err(Error::MissingBinary(bin));
     }
     let dir = target_dir().join("nested").join(name);
-    run_build(&bin, &dir, options)?;
+    let mut options = options.to_vec();
+    options.extend(["--arch", arch.as_arg()]);
+    run_build(&bin, &dir, &options)?;
     Ok(Images { dir })
 }
 

@@ -61,9 +61,11 @@ pub use console::{L2Result, ScenarioOutcome, VfioDevice};
 pub use error::Error;
 pub use host::{NestedHost, Run, ENVIRONMENT_ATTEMPTS};
 pub use images::{
-    build_image_variant, build_images, minivmm_binary, target_dir, workspace_root, Images,
+    build_image_variant, build_image_variant_for, build_images, build_images_for, minivmm_binary,
+    minivmm_binary_for, target_dir, workspace_root, Arch, Images,
 };
 pub use passthrough::{
-    passthrough_bdf, sha256_of, tftp_file, HostIommu, Passthrough, PassthroughDevice, TftpFile,
+    passthrough_bdf, sha256_of, sha256_of_range, tftp_file, HostIommu, Passthrough,
+    PassthroughDevice, TftpFile,
 };
 pub use terminal::Terminal;

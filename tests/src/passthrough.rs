@@ -22,6 +22,9 @@ pub enum HostIommu {
     /// `intel-iommu,intremap=off`: DMA remapping without interrupt
     /// remapping, which VFIO refuses (EPERM) unless told to accept it.
     IntelNoIntremap,
+    /// arm64's `-M virt,iommu=smmuv3` (its software MSI window
+    /// `0x08000000-0x080fffff`; MSIs isolated by the GICv3 ITS).
+    Smmuv3,
 }
 
 impl HostIommu {
@@ -32,6 +35,7 @@ impl HostIommu {
             Self::Intel => "intel",
             Self::Amd => "amd",
             Self::IntelNoIntremap => "intel-nointremap",
+            Self::Smmuv3 => "smmuv3",
         }
     }
 }
@@ -160,6 +164,28 @@ pub fn sha256_of(path: &std::path::Path) -> Result<String, Error> {
         .next()
         .unwrap_or_default()
         .to_string())
+}
+
+/// The sha256 of `len` bytes of `path` from `offset` (what a guest wrote
+/// into a disk image), through a copy of the range in `target/nested/`.
+pub fn sha256_of_range(path: &std::path::Path, offset: u64, len: usize) -> Result<String, Error> {
+    use std::io::{Read, Seek, SeekFrom};
+    let io_error = |path: &std::path::Path| {
+        let path = path.to_path_buf();
+        move |source| Error::Io { path, source }
+    };
+    let mut file = fs::File::open(path).map_err(io_error(path))?;
+    file.seek(SeekFrom::Start(offset)).map_err(io_error(path))?;
+    let mut range = vec![0u8; len];
+    file.read_exact(&mut range).map_err(io_error(path))?;
+    let copy = target_dir().join("nested").join(format!(
+        "range-{}-{offset}-{len}.bin",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("image")
+    ));
+    fs::write(&copy, &range).map_err(io_error(&copy))?;
+    let sum = sha256_of(&copy);
+    let _ = fs::remove_file(&copy);
+    sum
 }
 
 /// Creates a fresh raw image of `mib` MiB of zeros (sparse) at `path`.

@@ -9,7 +9,8 @@ pub const DEFAULT_CMDLINE: &str = "console=ttyS0 panic=-1";
 
 /// minivmm: a small KVM virtual machine monitor.
 ///
-/// Boots a Linux kernel (bzImage) on KVM with its console on this terminal.
+/// Boots a Linux kernel (x86_64: a bzImage; arm64: an Image) on KVM with
+/// its console on this terminal.
 /// Exit status: 0 when the guest powers off or reboots, 1 when minivmm
 /// itself fails, 3 when the guest crashes (kernel panic, triple fault, KVM
 /// error).
@@ -19,8 +20,9 @@ pub const DEFAULT_CMDLINE: &str = "console=ttyS0 panic=-1";
 #[derive(Clone, Debug, Parser)]
 #[command(name = "minivmm", version, about, long_about)]
 pub struct Cli {
-    /// Guest kernel: an x86_64 bzImage with the 64-bit boot protocol
-    /// (optional with --dry-run).
+    /// Guest kernel: on x86_64 a bzImage with the 64-bit boot protocol, on
+    /// arm64 an uncompressed Image (optional with --dry-run or
+    /// --api-socket).
     #[arg(
         long,
         value_name = "PATH",

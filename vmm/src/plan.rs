@@ -302,6 +302,34 @@ mod tests {
     }
 
     #[test]
+    fn arm64_table_shows_the_doorbell_and_the_hosts_window() {
+        use arch::plan::{HostRegion, HostRegionKind};
+        let host = HostConstraints {
+            regions: vec![HostRegion {
+                span: Span {
+                    start: 0x0800_0000,
+                    end: 0x080f_ffff,
+                },
+                kind: HostRegionKind::Msi,
+                source: "smmuv3.regions".into(),
+            }],
+            ..Default::default()
+        };
+        let map = arch::aarch64::plan::plan(&PlanInput::new(1 << 30), &host).expect("plan");
+        let text = render(&map, &host);
+        for line in [
+            "  0x0000000008000000  0x00000000080fffff       1 MiB  hole: host reserved region 0x8000000-0x80fffff (msi) of smmuv3.regions",
+            "  0x000000000c210000  0x000000000c21ffff      64 KiB  hole: GICv3 ITS translation frame: guest MSI doorbell",
+            "  0x0000000040000000  0x000000007fffffff       1 GiB  RAM",
+            "  0x0000000100000000  0x00000010ffffffff      64 GiB  64-bit PCI MMIO window",
+            "  0x0000000008000000  0x00000000080fffff       1 MiB  RESERVED",
+            "  0x000000000c210000  0x000000000c21ffff      64 KiB  MSI",
+        ] {
+            assert!(text.contains(line), "no '{line}' in\n{text}");
+        }
+    }
+
+    #[test]
     fn gathers_sysfs_and_files() {
         let dir = std::env::temp_dir().join(format!("vmm-plan-gather-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use devices::{Bus, GuestEvent, GuestEvents};
-use kvm_bindings::{KVM_SYSTEM_EVENT_CRASH, KVM_SYSTEM_EVENT_RESET, KVM_SYSTEM_EVENT_SHUTDOWN};
 use kvm_ioctls::{VcpuExit, VcpuFd, VmFd};
 
 use crate::platform::{Native, Platform};
@@ -128,12 +127,10 @@ impl Vcpu {
                 None
             }
             Ok(VcpuExit::Shutdown) => Some(GuestEvent::TripleFault),
-            Ok(VcpuExit::SystemEvent(kind, _)) => Some(match kind {
-                KVM_SYSTEM_EVENT_SHUTDOWN => GuestEvent::PowerOff,
-                KVM_SYSTEM_EVENT_RESET => GuestEvent::Reset,
-                KVM_SYSTEM_EVENT_CRASH => GuestEvent::Panic,
-                other => GuestEvent::Crash(format!("vCPU {id}: unknown system event {other}")),
-            }),
+            Ok(VcpuExit::SystemEvent(kind, data)) => {
+                let data = data.to_vec();
+                Some(Native::system_event(&self.fd, id, kind, &data))
+            }
             Ok(VcpuExit::Hlt) => Some(GuestEvent::Crash(format!(
                 "vCPU {id} halted with interrupts it can never receive"
             ))),

@@ -2,13 +2,15 @@
 # at 1 MiB, O_DIRECT), reads it back and compares. For each disk it prints
 #   MINIVMM-DISK serial=S dev=vdX sha256=H group=G|none msi=yes|no domain=T
 # (G: its IOMMU group; msi: whether that group's reserved regions list the
-# x86 MSI window; T: the group's domain type, DMA when strict, DMA-FQ when
-# lazy). Disks whose serial (image file name) contains "iommu"
-# must be in an IOMMU group with the MSI window; the others must not.
+# guest MSI window starting at minivmm.msi=ADDR, default x86's 0xfee00000;
+# T: the group's domain type, DMA when strict, DMA-FQ when lazy). Disks
+# whose serial (image file name) contains "iommu" must be in an IOMMU group
+# with the MSI window; the others must not.
 # minivmm.disks=N is the expected number of disks. The kernel log must not
 # mention an IOMMU fault.
 
 expect="$(cmdline_arg minivmm.disks || true)"
+msi_start="$(cmdline_arg minivmm.msi || echo 0x00000000fee00000)"
 [ -n "$expect" ] || fail "no minivmm.disks= on the command line"
 
 # The virtio-iommu probe can defer the disks behind it: wait for them.
@@ -38,7 +40,7 @@ for sysdir in /sys/block/vd*; do
     if [ -e "$sysdir/device/../iommu_group" ] || [ -e "$sysdir/device/iommu_group" ]; then
         link="$(readlink -f "$sysdir/device/../iommu_group" 2>/dev/null || readlink -f "$sysdir/device/iommu_group")"
         group="${link##*/}"
-        grep -q "^0x00000000fee00000 0x00000000feefffff msi" "$link/reserved_regions" && msi=yes
+        grep -q "^$msi_start 0x[0-9a-f]* msi" "$link/reserved_regions" && msi=yes
         domain="$(cat "$link/type" 2>/dev/null || echo unknown)"
     fi
     echo "MINIVMM-DISK serial=$serial dev=$dev sha256=$got group=$group msi=$msi domain=$domain"

@@ -6,9 +6,11 @@
 #   MINIVMM-MAPLAT vmm=LABEL size=BYTES n=N p50_ns=.. p90_ns=.. p99_ns=.. mean_ns=..
 # for 4 KiB, 64 KiB and 2 MiB. LABEL comes from minivmm.maplat_vmm= (the
 # VMM running this guest: minivmm or qemu); minivmm.maplat_iters=A,B,C
-# overrides the iteration counts per size.
+# overrides the iteration counts per size. The verdict's booted= is L2's
+# uptime when the scenario started (its kernel's boot time).
 # Run by the L1 scenario maplat (nested-host/scenarios/maplat.sh).
 
+booted="$(uptime_s)"
 label="$(cmdline_arg minivmm.maplat_vmm || echo unknown)"
 bdf="$(cmdline_arg minivmm.maplat_bdf || true)"
 iters="$(cmdline_arg minivmm.maplat_iters || echo 2000,2000,1000)"
@@ -52,4 +54,4 @@ echo 1 >/proc/sys/vm/nr_hugepages 2>/dev/null || true
 # shellcheck disable=SC2046
 vfio-maplat "$label" "$group" "$bdf" $(echo "$iters" | tr ',' ' ') \
     || fail "vfio-maplat failed (status $?)"
-pass "vmm=$label bdf=$bdf group=$group"
+pass "vmm=$label bdf=$bdf group=$group booted=$booted"

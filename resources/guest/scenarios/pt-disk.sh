@@ -1,12 +1,15 @@
 # L2 scenario pt-disk: the virtio disk passed through from L1 (VFIO) takes
 # an O_DIRECT write of 8 MiB of random data at 1 MiB, reads it back and
 # compares, and prints
-#   MINIVMM-PTDISK dev=vdX sha256=H group=G:TYPE|none regions=R1;R2
+#   MINIVMM-PTDISK dev=vdX sha256=H group=G:TYPE|none ram=A-B,C-D regions=R1;R2
+# (ram: the guest's System RAM ranges from /proc/iomem)
 # minivmm.pt_iommu=on|off says whether it must sit behind the virtio-iommu
-# (then its group's reserved regions must list the MSI window). The kernel
-# log must not report a fault.
+# (then its group's reserved regions must list the MSI window starting at
+# minivmm.msi=ADDR, default x86's 0xfee00000). The kernel log must not
+# report a fault.
 
 want_iommu="$(cmdline_arg minivmm.pt_iommu || echo off)"
+msi_start="$(cmdline_arg minivmm.msi || echo 0x00000000fee00000)"
 tries=0
 while [ ! -e /sys/block/vda ] && [ "$tries" -lt 100 ]; do
     sleep 0.1
@@ -30,11 +33,12 @@ if [ -n "$link" ] && [ -e "$link" ]; then
     group="${link##*/}:$(cat "$link/type" 2>/dev/null)"
     regions="$(tr ' ' '_' <"$link/reserved_regions" | tr '\n' ';')"
 fi
-echo "MINIVMM-PTDISK dev=$dev sha256=$got group=$group regions=$regions"
+ram="$(sed -n 's/^\([0-9a-f]*-[0-9a-f]*\) : System RAM$/\1/p' /proc/iomem | tr '\n' ',')"
+echo "MINIVMM-PTDISK dev=$dev sha256=$got group=$group ram=${ram%,} regions=$regions"
 case "$want_iommu" in
     on)
         [ "$group" != none ] || fail "$dev is not behind the virtio-iommu"
-        echo "$regions" | grep -q "0x00000000fee00000_0x00000000feefffff_msi" || fail "$dev: MSI window not reserved"
+        echo "$regions" | grep -q "${msi_start}_0x[0-9a-f]*_msi" || fail "$dev: MSI window not reserved"
         ;;
     *) [ "$group" = none ] || fail "$dev: unexpectedly in IOMMU group $group" ;;
 esac

@@ -14,13 +14,31 @@ use super::{Console, DeviceError};
 
 /// COM1 on `bus`, its interrupt an irqfd on its ISA line, output to stdout.
 pub fn add_console(vm: &VmFd, bus: &mut Bus) -> Result<Arc<Mutex<Console>>, DeviceError> {
+    add_console_at(
+        vm,
+        bus,
+        pio::COM1.into(),
+        pio::UART_SIZE.into(),
+        pio::COM1_IRQ,
+    )
+}
+
+/// A 16550 console at `base` (`len` bytes of registers) on `bus`, its
+/// interrupt an irqfd on `gsi`, output to stdout.
+pub fn add_console_at(
+    vm: &VmFd,
+    bus: &mut Bus,
+    base: u64,
+    len: u64,
+    gsi: u32,
+) -> Result<Arc<Mutex<Console>>, DeviceError> {
     let irq = EventFd::new(EFD_NONBLOCK).map_err(DeviceError::EventFd)?;
-    vm.register_irqfd(&irq, pio::COM1_IRQ)
-        .map_err(|e| DeviceError::Irqfd(pio::COM1_IRQ, e))?;
+    vm.register_irqfd(&irq, gsi)
+        .map_err(|e| DeviceError::Irqfd(gsi, e))?;
     let console = Arc::new(Mutex::new(
         SerialConsole::new(irq, std::io::stdout()).map_err(DeviceError::EventFd)?,
     ));
-    bus.insert(pio::COM1.into(), pio::UART_SIZE.into(), console.clone())?;
+    bus.insert(base, len, console.clone())?;
     Ok(console)
 }
 

@@ -32,7 +32,9 @@ mod poller;
 
 use iommu::IommuSetup;
 
-pub use legacy::{acpi_power_management, acpi_serial_ports, add_console, add_power_devices};
+pub use legacy::{
+    acpi_power_management, acpi_serial_ports, add_console, add_console_at, add_power_devices,
+};
 use passthrough::map_ram_for_unmanaged;
 pub use passthrough::{open_vfio_devices, OpenedVfio};
 use pci::{bdf, PciBuilder, FIRST_DEVICE_SLOT};

@@ -13,8 +13,11 @@ use std::fs::File;
 use std::sync::{Arc, Mutex};
 
 use arch::plan::{GuestMap, HostConstraints, PlanError, PlanInput};
-use devices::{Bus, GuestEvents};
-use kvm_bindings::kvm_irq_routing_entry;
+use devices::{Bus, GuestEvent, GuestEvents};
+use kvm_bindings::{
+    kvm_irq_routing_entry, KVM_SYSTEM_EVENT_CRASH, KVM_SYSTEM_EVENT_RESET,
+    KVM_SYSTEM_EVENT_SHUTDOWN,
+};
 use kvm_ioctls::{Cap, Kvm, VcpuFd, VmFd};
 
 use crate::config::VmConfig;
@@ -131,4 +134,18 @@ pub trait Platform {
 
     /// Where a stopped vCPU is, for messages (`guest RIP 0x...`).
     fn program_counter(fd: &VcpuFd) -> String;
+
+    /// What a `KVM_EXIT_SYSTEM_EVENT` of `kind` with `data` on vCPU `id`
+    /// means (the platform's power-off, reset and crash conventions).
+    fn system_event(fd: &VcpuFd, id: u8, kind: u32, data: &[u64]) -> GuestEvent;
+}
+
+/// The system events every platform shares: shutdown, reset, crash.
+pub fn system_event(id: u8, kind: u32) -> GuestEvent {
+    match kind {
+        KVM_SYSTEM_EVENT_SHUTDOWN => GuestEvent::PowerOff,
+        KVM_SYSTEM_EVENT_RESET => GuestEvent::Reset,
+        KVM_SYSTEM_EVENT_CRASH => GuestEvent::Panic,
+        other => GuestEvent::Crash(format!("vCPU {id}: unknown system event {other}")),
+    }
 }

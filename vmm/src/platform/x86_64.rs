@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use arch::plan::{GuestMap, HostConstraints, PlanError, PlanInput};
 use arch::x86_64::boot::{self, BootSource};
 use arch::x86_64::{cpuid, interrupts, layout, msr, regs, reset_vector};
-use devices::{Bus, GuestEvents};
+use devices::{Bus, GuestEvent, GuestEvents};
 use firmware_tables::acpi;
 use kvm_bindings::{
     kvm_irq_routing_entry, kvm_irq_routing_entry__bindgen_ty_1, kvm_irq_routing_irqchip,
@@ -254,6 +254,10 @@ impl Platform for X86_64 {
     fn program_counter(fd: &VcpuFd) -> String {
         let rip = fd.get_regs().map(|r| r.rip).unwrap_or_default();
         format!("guest RIP {rip:#x}")
+    }
+
+    fn system_event(_fd: &VcpuFd, id: u8, kind: u32, _data: &[u64]) -> GuestEvent {
+        super::system_event(id, kind)
     }
 }
 

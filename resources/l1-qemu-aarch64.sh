@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Fetches Debian bookworm's qemu-system-arm for arm64 and the arm64
+# libraries it links against into the cache, extracted (never installed),
+# and prints the directory: DIR/usr/bin/qemu-system-aarch64 with its
+# libraries under DIR/lib and DIR/usr/lib (aarch64-linux-gnu). build.sh
+# --with-qemu --arch aarch64 copies the binary and the libraries it needs
+# into the arm64 L1 image, so an L1 scenario can run the same L2 under
+# QEMU/KVM for comparison (scenarios/maplat.sh). The packages are
+# qemu-system-arm:arm64 and the library packages (lib*, zlib1g) of its
+# dependency closure as apt resolves it. A second run reuses the cache.
+set -euo pipefail
+# shellcheck source=resources/lib.sh
+. "$(dirname "$0")/lib.sh"
+
+dir="$(cache_dir)/qemu-arm64-sysroot"
+if [ ! -f "$dir/.done" ]; then
+    ensure_foreign_arch arm64
+    rm -rf "$dir" "$dir.tmp"
+    mkdir -p "$dir.tmp/debs"
+    chmod 0777 "$dir.tmp/debs"
+    mapfile -t packages < <(apt-cache depends --recurse --no-recommends --no-suggests \
+        --no-conflicts --no-breaks --no-replaces --no-enhances --no-pre-depends \
+        qemu-system-arm:arm64 | grep -v '^ ' | grep -E '^(lib|zlib1g).*:arm64$' | sort -u)
+    log "fetching qemu-system-arm:arm64 and ${#packages[@]} library packages"
+    (cd "$dir.tmp/debs" && apt-get download -q qemu-system-arm:arm64 "${packages[@]}" >&2)
+    for deb in "$dir.tmp"/debs/*.deb; do
+        dpkg-deb -x "$deb" "$dir.tmp/root"
+    done
+    mv "$dir.tmp/root" "$dir"
+    rm -rf "$dir.tmp"
+    touch "$dir/.done"
+fi
+[ -x "$dir/usr/bin/qemu-system-aarch64" ] || die "no qemu-system-aarch64 in $dir"
+printf '%s\n' "$dir"
