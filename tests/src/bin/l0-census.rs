@@ -12,7 +12,8 @@
 //! prints one `CENSUS` line (stale-text int3 oopses in L1 and in L2, other
 //! int3 oopses, L1 boot time, each scenario's L2 boot time or failure) and
 //! at the end one `CENSUS-SUMMARY` line per L0 with totals and medians.
-//! Needs the release minivmm (`cargo build --release -p vmm`).
+//! Each boot keeps its console in `target/nested/census-L0-N.log`. Needs the
+//! release minivmm (`cargo build --release -p vmm`).
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -51,7 +52,7 @@ impl Tally {
     fn boot(&mut self, l0: &str, smp: u32, scenarios: &[&str]) {
         self.boots += 1;
         self.l2_times.resize(scenarios.len(), Vec::new());
-        let host = NestedHost::new(&format!("census-{l0}"))
+        let host = NestedHost::new(&format!("census-{l0}-{}", self.boots))
             .l0(l0)
             .smp(smp)
             .attempts(1)
