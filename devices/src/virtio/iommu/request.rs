@@ -2,12 +2,14 @@
 //! one handler per request type (wire-level checks, then the domain
 //! operation), and writing the reply (PROBE properties and the tail).
 //!
-//! Malformed chains never panic. Where the device-writable part can hold a
+//! Malformed chains never panic, and nothing allocated or written scales
+//! with a length the guest chose. Where the device-writable part can hold a
 //! tail the guest gets a status (`IOERR` for a device-readable part too
 //! short for its type, `INVAL` for a PROBE buffer smaller than
-//! `probe_size`, `UNSUPP` in the last four writable bytes for an unknown
-//! request type); otherwise, and for a chain without a head, the chain is
-//! returned with used length 0.
+//! `probe_size`); a chain without a head or without room for a tail, and a
+//! request of an unknown type (virtio 1.3 §5.13.6: the device does not know
+//! where its tail is, so it writes nothing), is returned with used
+//! length 0.
 
 use std::io::Write;
 use std::sync::{PoisonError, RwLock};
@@ -183,8 +185,6 @@ pub struct Chain<'a> {
     writer: Writer<'a>,
     probe_size: usize,
     is_probe: bool,
-    /// Unknown request type: the tail goes in the last writable bytes.
-    tail_at_end: bool,
 }
 
 /// What parsing a chain decided.
@@ -213,7 +213,6 @@ impl<'a> Chain<'a> {
                 writer,
                 probe_size,
                 is_probe: false,
-                tail_at_end: false,
             }),
             (Err(e), _) | (_, Err(e)) => {
                 log::warn!("virtio-iommu: dropping request with bad descriptors: {e}");
@@ -247,16 +246,23 @@ impl<'a> Chain<'a> {
                 | VIRTIO_IOMMU_T_UNMAP
                 | VIRTIO_IOMMU_T_PROBE
         );
-        if self.writer.available_bytes() < tail_len {
-            log::warn!("virtio-iommu: dropping request with no room for its tail");
+        if !known {
+            // Spec 5.13.6: the device SHOULD NOT write the buffer of an
+            // unknown request and SHOULD set the used length to zero. Its
+            // layout is unknown, so any write could land anywhere in it.
+            crate::guest_log!(
+                log::Level::Debug,
+                "virtio-iommu: returning request of unknown type {} unwritten",
+                head.type_
+            );
             return Parsed::Drop;
         }
-        if !known {
-            // The device cannot know this request's layout: the tail is the
-            // last bytes of the device-writable part.
-            log::debug!("virtio-iommu: unknown request type {}", head.type_);
-            self.tail_at_end = true;
-            return Parsed::Reply(Reply::Status(Status::Unsupp));
+        if self.writer.available_bytes() < tail_len {
+            crate::guest_log!(
+                log::Level::Warn,
+                "virtio-iommu: dropping request with no room for its tail"
+            );
+            return Parsed::Drop;
         }
         match head.type_ {
             VIRTIO_IOMMU_T_ATTACH => self.read_body(Request::Attach),
@@ -286,10 +292,10 @@ impl<'a> Chain<'a> {
             Reply::Status(s) => (None, *s),
             Reply::Probe(p, s) => (Some(p.as_slice()), *s),
         };
+        // Bounded by `probe_size`, which the device chose: never by the
+        // size of the guest's buffer.
         let props_len = if self.is_probe {
             self.probe_size.min(available.saturating_sub(tail_len))
-        } else if self.tail_at_end {
-            available.saturating_sub(tail_len)
         } else {
             0
         };
