@@ -9,15 +9,16 @@ use std::time::Duration;
 use arch::x86_64::plan::{GuestMap, ResvKind};
 use arch::x86_64::GuestMemory;
 use devices::virtio::iommu::{
-    DmaBackend, EndpointConfig, EndpointIommu, IommuConfig, ReservedKind, ReservedRegion,
-    VirtioIommu, EVENT_QUEUE,
+    EndpointConfig, EndpointIommu, HostDma, IommuConfig, ReservedKind, ReservedRegion, VirtioIommu,
+    EVENT_QUEUE,
 };
 use devices::virtio::VirtioDevice;
+use devices::GuestEvents;
 
 use super::pci::PciBuilder;
 use super::poller::start_iommu_poller;
 use super::{DeviceError, QueueEvent};
-use crate::vfio::VfioDomains;
+use crate::vfio::VfioDma;
 
 /// What the virtio-iommu is built from.
 pub(super) struct IommuSetup<'a> {
@@ -33,6 +34,8 @@ pub(super) struct IommuSetup<'a> {
     pub containers: BTreeMap<u32, Arc<vfio_ioctls::VfioContainer>>,
     /// Poll window after each request (zero: no poller).
     pub poll: Duration,
+    /// Where the device says it must stop the VM.
+    pub events: Arc<GuestEvents>,
     /// Where it goes on the bus.
     pub bdf: u16,
 }
@@ -59,10 +62,14 @@ pub(super) fn add(
     setup: IommuSetup<'_>,
 ) -> Result<BTreeMap<u32, EndpointIommu>, DeviceError> {
     let reserved = reserved_regions(setup.map);
-    let backend = (!setup.containers.is_empty()).then(|| {
-        Box::new(VfioDomains::new(setup.memory.clone(), setup.containers)) as Box<dyn DmaBackend>
+    let host = (!setup.containers.is_empty()).then(|| {
+        let vfio = VfioDma::new(setup.memory.clone(), setup.containers);
+        HostDma {
+            endpoints: vfio.endpoints(),
+            backend: Box::new(vfio),
+        }
     });
-    let device = VirtioIommu::new(
+    let mut device = VirtioIommu::new(
         IommuConfig {
             endpoints: setup
                 .endpoints
@@ -76,9 +83,10 @@ pub(super) fn add(
             ..IommuConfig::default()
         },
         setup.memory.clone(),
-        backend,
+        host,
     )
     .map_err(DeviceError::Iommu)?;
+    device.set_stop_events(setup.events);
     let faults = device
         .fault_eventfd()
         .try_clone()

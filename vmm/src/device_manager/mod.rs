@@ -178,6 +178,7 @@ pub fn create(
                 translated: &disk_ids,
                 containers,
                 poll: config.iommu_poll,
+                events: events.clone(),
                 bdf: slots.iommu(),
             },
         )?;

@@ -17,8 +17,9 @@ use std::sync::{PoisonError, RwLock};
 use virtio_queue::{DescriptorChain, Reader, Writer};
 use vm_memory::{ByteValued, GuestMemoryMmap};
 
-use super::dma::{reborrow, DmaBackend};
+use super::apply::{self, Sides};
 use super::domains::{DomainError, IommuState};
+use super::host::HostSpaces;
 use super::mappings::Mapping;
 use super::probe::encode_properties;
 use super::protocol::{
@@ -55,9 +56,9 @@ pub enum Reply {
 /// Everything a handler works on.
 pub struct RequestContext<'a> {
     /// Domains and endpoints.
-    pub state: &'a mut IommuState,
-    /// DMA back-end to mirror domain changes into, if any.
-    pub backend: Option<&'a mut dyn DmaBackend>,
+    pub state: &'a RwLock<IommuState>,
+    /// Host address spaces of assigned endpoints, if any.
+    pub host: Option<&'a mut HostSpaces>,
     /// Features the driver accepted.
     pub acked_features: u64,
     /// Size of the PROBE properties buffer.
@@ -68,13 +69,20 @@ impl RequestContext<'_> {
     fn has(&self, feature: u64) -> bool {
         self.acked_features & feature != 0
     }
+
+    fn sides(&mut self) -> Sides<'_> {
+        Sides {
+            state: self.state,
+            host: self.host.as_deref_mut(),
+        }
+    }
 }
 
 fn status_of<T>(what: &str, r: Result<T, DomainError>) -> Status {
     match r {
         Ok(_) => Status::Ok,
         Err(e) => {
-            log::debug!("virtio-iommu: {what} refused: {e}");
+            crate::guest_log!(log::Level::Debug, "virtio-iommu: {what} refused: {e}");
             e.status()
         }
     }
@@ -89,24 +97,27 @@ pub fn handle_attach(ctx: &mut RequestContext<'_>, req: &ReqAttach) -> Status {
         0
     };
     if req.reserved != [0; 4] || flags & !known != 0 {
-        log::debug!("virtio-iommu: ATTACH with reserved bytes or unknown flags {flags:#x}");
+        crate::guest_log!(
+            log::Level::Debug,
+            "virtio-iommu: ATTACH with reserved bytes or unknown flags {flags:#x}"
+        );
         return Status::Inval;
     }
-    let r = ctx.state.attach(
+    let r = apply::attach(
+        &mut ctx.sides(),
         req.endpoint.to_native(),
         req.domain.to_native(),
         flags & VIRTIO_IOMMU_ATTACH_F_BYPASS != 0,
-        reborrow(&mut ctx.backend),
     );
     status_of("ATTACH", r)
 }
 
 /// DETACH: reserved bytes are ignored.
 pub fn handle_detach(ctx: &mut RequestContext<'_>, req: &ReqDetach) -> Status {
-    let r = ctx.state.detach(
+    let r = apply::detach(
+        &mut ctx.sides(),
         req.endpoint.to_native(),
         req.domain.to_native(),
-        reborrow(&mut ctx.backend),
     );
     status_of("DETACH", r)
 }
@@ -120,7 +131,10 @@ pub fn handle_map(ctx: &mut RequestContext<'_>, req: &ReqMap) -> Status {
     if flags & !VIRTIO_IOMMU_MAP_F_MASK != 0
         || (flags & VIRTIO_IOMMU_MAP_F_MMIO != 0 && !ctx.has(VIRTIO_IOMMU_F_MMIO))
     {
-        log::debug!("virtio-iommu: MAP with unsupported flags {flags:#x}");
+        crate::guest_log!(
+            log::Level::Debug,
+            "virtio-iommu: MAP with unsupported flags {flags:#x}"
+        );
         return Status::Inval;
     }
     let mapping = Mapping {
@@ -129,9 +143,7 @@ pub fn handle_map(ctx: &mut RequestContext<'_>, req: &ReqMap) -> Status {
         phys: req.phys_start.to_native(),
         flags,
     };
-    let r = ctx
-        .state
-        .map(req.domain.to_native(), mapping, reborrow(&mut ctx.backend));
+    let r = apply::map(&mut ctx.sides(), req.domain.to_native(), mapping);
     status_of("MAP", r)
 }
 
@@ -141,22 +153,36 @@ pub fn handle_unmap(ctx: &mut RequestContext<'_>, req: &ReqUnmap) -> Status {
         return Status::Unsupp;
     }
     if req.reserved != [0; 4] {
-        log::debug!("virtio-iommu: UNMAP with reserved bytes set");
+        crate::guest_log!(
+            log::Level::Debug,
+            "virtio-iommu: UNMAP with reserved bytes set"
+        );
         return Status::Inval;
     }
-    let r = ctx.state.unmap(
+    let r = apply::unmap(
+        &mut ctx.sides(),
         req.domain.to_native(),
         req.virt_start.to_native(),
         req.virt_end.to_native(),
-        reborrow(&mut ctx.backend),
     );
     status_of("UNMAP", r)
 }
 
-/// PROBE: the endpoint's reserved regions as RESV_MEM properties.
+/// PROBE: the endpoint's reserved regions as RESV_MEM properties; DEVERR
+/// for a quarantined endpoint.
 pub fn handle_probe(ctx: &mut RequestContext<'_>, req: &ReqProbe) -> Reply {
+    let endpoint = req.endpoint.to_native();
     let zeros = || vec![0; ctx.probe_size];
-    match ctx.state.reserved_regions(req.endpoint.to_native()) {
+    if ctx
+        .host
+        .as_deref()
+        .is_some_and(|h| h.is_quarantined(endpoint))
+    {
+        let e = DomainError::Quarantined(endpoint);
+        return Reply::Probe(zeros(), status_of("PROBE", Err::<(), _>(e)));
+    }
+    let state = ctx.state.read().unwrap_or_else(PoisonError::into_inner);
+    match state.reserved_regions(endpoint) {
         Ok(regions) => match encode_properties(regions, ctx.probe_size) {
             Some(props) => Reply::Probe(props, Status::Ok),
             None => {
@@ -215,7 +241,10 @@ impl<'a> Chain<'a> {
                 is_probe: false,
             }),
             (Err(e), _) | (_, Err(e)) => {
-                log::warn!("virtio-iommu: dropping request with bad descriptors: {e}");
+                crate::guest_log!(
+                    log::Level::Warn,
+                    "virtio-iommu: dropping request with bad descriptors: {e}"
+                );
                 None
             }
         }
@@ -225,7 +254,10 @@ impl<'a> Chain<'a> {
         match self.reader.read_obj::<T>() {
             Ok(body) => Parsed::Request(wrap(body)),
             Err(_) => {
-                log::warn!("virtio-iommu: request shorter than its type requires");
+                crate::guest_log!(
+                    log::Level::Warn,
+                    "virtio-iommu: request shorter than its type requires"
+                );
                 Parsed::Reply(Reply::Status(Status::IoErr))
             }
         }
@@ -234,7 +266,10 @@ impl<'a> Chain<'a> {
     /// Reads the request.
     pub fn parse(&mut self) -> Parsed {
         let Ok(head) = self.reader.read_obj::<ReqHead>() else {
-            log::warn!("virtio-iommu: dropping request without a head");
+            crate::guest_log!(
+                log::Level::Warn,
+                "virtio-iommu: dropping request without a head"
+            );
             return Parsed::Drop;
         };
         let tail_len = std::mem::size_of::<ReqTail>();
@@ -272,7 +307,10 @@ impl<'a> Chain<'a> {
             _ => {
                 self.is_probe = true;
                 if self.writer.available_bytes() < self.probe_size.saturating_add(tail_len) {
-                    log::debug!("virtio-iommu: PROBE buffer smaller than probe_size");
+                    crate::guest_log!(
+                        log::Level::Debug,
+                        "virtio-iommu: PROBE buffer smaller than probe_size"
+                    );
                     return Parsed::Reply(Reply::Status(Status::Inval));
                 }
                 self.read_body(Request::Probe)
@@ -305,17 +343,18 @@ impl<'a> Chain<'a> {
         }
         .and_then(|()| self.writer.write_obj(ReqTail::new(status)));
         if let Err(e) = result {
-            log::warn!("virtio-iommu: cannot write reply: {e}");
+            crate::guest_log!(log::Level::Warn, "virtio-iommu: cannot write reply: {e}");
         }
         u32::try_from(self.writer.bytes_written()).unwrap_or(u32::MAX)
     }
 }
 
 /// Handles one request-queue chain and returns its used length: parses it
-/// without locks, runs it with `state` locked for writing, writes the reply.
+/// without locks, runs it (see `apply.rs` for the locking), writes the
+/// reply.
 pub fn process_chain(
     state: &RwLock<IommuState>,
-    mut backend: Option<&mut dyn DmaBackend>,
+    host: Option<&mut HostSpaces>,
     acked_features: u64,
     probe_size: usize,
     mem: &GuestMemoryMmap,
@@ -328,10 +367,9 @@ pub fn process_chain(
         Parsed::Drop => return 0,
         Parsed::Reply(reply) => reply,
         Parsed::Request(req) => {
-            let mut state = state.write().unwrap_or_else(PoisonError::into_inner);
             let mut ctx = RequestContext {
-                state: &mut state,
-                backend: reborrow(&mut backend),
+                state,
+                host,
                 acked_features,
                 probe_size,
             };
