@@ -99,6 +99,7 @@ pub struct Vm {
     context: Arc<VcpuContext>,
     console: Arc<Mutex<device_manager::Console>>,
     queue_events: Vec<device_manager::QueueEvent>,
+    fault_events: Vec<device_manager::FaultEvent>,
 }
 
 fn open_image(what: &'static str, path: &Path) -> Result<File, VmError> {
@@ -276,6 +277,7 @@ impl Vm {
             }),
             console: devices.console,
             queue_events: devices.queue_events,
+            fault_events: devices.fault_events,
         })
     }
 
@@ -292,6 +294,9 @@ impl Vm {
         event_manager.add_subscriber(stop);
         for queue_event in self.queue_events {
             event_manager.add_subscriber(Arc::new(Mutex::new(QueueHandler(queue_event))));
+        }
+        for fault_event in self.fault_events {
+            event_manager.add_subscriber(Arc::new(Mutex::new(FaultHandler(fault_event))));
         }
 
         for mut vcpu in self.vcpus {
@@ -339,6 +344,24 @@ impl MutEventSubscriber for StopWatch {
             event_manager::EventSet::IN,
         )) {
             log::error!("cannot watch for guest stop events: {e:?}");
+        }
+    }
+}
+
+/// Delivers the virtio-iommu's faults when its fault eventfd fires.
+struct FaultHandler(device_manager::FaultEvent);
+
+impl MutEventSubscriber for FaultHandler {
+    fn process(&mut self, _events: event_manager::Events, _ops: &mut event_manager::EventOps) {
+        self.0.delivery.deliver();
+    }
+
+    fn init(&mut self, ops: &mut event_manager::EventOps) {
+        if let Err(e) = ops.add(event_manager::Events::new(
+            &self.0.fd,
+            event_manager::EventSet::IN,
+        )) {
+            log::error!("cannot watch virtio-iommu faults: {e:?}");
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The virtio-iommu on the bus: its endpoints and PROBE regions from the
 //! address plan, the VFIO back-end for assigned endpoints, the translators
-//! for emulated ones, the fault eventfd and the request-queue poller.
+//! for emulated ones, fault delivery for the event loop and the
+//! request-queue poller.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -10,14 +11,13 @@ use arch::x86_64::plan::{GuestMap, ResvKind};
 use arch::x86_64::GuestMemory;
 use devices::virtio::iommu::{
     EndpointConfig, EndpointIommu, HostDma, IommuConfig, ReservedKind, ReservedRegion, VirtioIommu,
-    EVENT_QUEUE,
 };
 use devices::virtio::VirtioDevice;
 use devices::GuestEvents;
 
 use super::pci::PciBuilder;
 use super::poller::start_iommu_poller;
-use super::{DeviceError, QueueEvent};
+use super::{DeviceError, FaultEvent};
 use crate::vfio::VfioDma;
 
 /// What the virtio-iommu is built from.
@@ -56,11 +56,12 @@ fn reserved_regions(map: &GuestMap) -> Vec<ReservedRegion> {
 }
 
 /// Puts the virtio-iommu on the bus; returns a translator per emulated
-/// endpoint, keyed by endpoint ID.
+/// endpoint, keyed by endpoint ID, and its fault delivery for the event
+/// loop.
 pub(super) fn add(
     pci: &mut PciBuilder,
     setup: IommuSetup<'_>,
-) -> Result<BTreeMap<u32, EndpointIommu>, DeviceError> {
+) -> Result<(BTreeMap<u32, EndpointIommu>, FaultEvent), DeviceError> {
     let reserved = reserved_regions(setup.map);
     let host = (!setup.containers.is_empty()).then(|| {
         let vfio = VfioDma::new(setup.memory.clone(), setup.containers);
@@ -87,10 +88,14 @@ pub(super) fn add(
     )
     .map_err(DeviceError::Iommu)?;
     device.set_stop_events(setup.events);
-    let faults = device
-        .fault_eventfd()
-        .try_clone()
-        .map_err(DeviceError::EventFd)?;
+    let delivery = device.fault_delivery();
+    let faults = FaultEvent {
+        fd: delivery
+            .eventfd()
+            .try_clone()
+            .map_err(DeviceError::EventFd)?,
+        delivery,
+    };
     let translators = setup
         .translated
         .iter()
@@ -101,11 +106,6 @@ pub(super) fn add(
         start_iommu_poller(&device, setup.poll)?;
     }
     let device: Arc<Mutex<dyn VirtioDevice>> = device;
-    pci.add_virtio(device.clone(), true, setup.bdf)?;
-    pci.queue_events.push(QueueEvent {
-        fd: faults,
-        device,
-        queue: EVENT_QUEUE,
-    });
-    Ok(translators)
+    pci.add_virtio(device, true, setup.bdf)?;
+    Ok((translators, faults))
 }

@@ -5,23 +5,23 @@
 
 use std::collections::BTreeSet;
 use std::ops::RangeInclusive;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
-use virtio_queue::{DescriptorChain, Queue, QueueT, Writer};
+use virtio_queue::{Queue, QueueT};
 use vm_memory::{ByteValued, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 use vmm_sys_util::eventfd::EventFd;
 
 use super::apply::{self, Sides};
 use super::dma::{DmaBackend, DmaError};
 use super::domains::{IommuState, Limits, ReservedRegion};
-use super::event::{FaultQueue, DEFAULT_FAULT_BACKLOG};
+use super::event::{EventQueue, FaultDelivery, FaultQueue, DEFAULT_FAULT_BACKLOG};
 use super::host::HostSpaces;
 use super::mappings::DEFAULT_MAX_MAPPINGS;
 use super::probe::required_probe_size;
 use super::protocol::{
-    Config, FaultRecord, CONFIG_BYPASS_OFFSET, VIRTIO_IOMMU_F_BYPASS_CONFIG,
-    VIRTIO_IOMMU_F_DOMAIN_RANGE, VIRTIO_IOMMU_F_INPUT_RANGE, VIRTIO_IOMMU_F_MAP_UNMAP,
-    VIRTIO_IOMMU_F_MMIO, VIRTIO_IOMMU_F_PROBE,
+    Config, CONFIG_BYPASS_OFFSET, VIRTIO_IOMMU_F_BYPASS_CONFIG, VIRTIO_IOMMU_F_DOMAIN_RANGE,
+    VIRTIO_IOMMU_F_INPUT_RANGE, VIRTIO_IOMMU_F_MAP_UNMAP, VIRTIO_IOMMU_F_MMIO,
+    VIRTIO_IOMMU_F_PROBE,
 };
 use super::request::process_chain;
 use super::translate::EndpointIommu;
@@ -176,7 +176,8 @@ pub struct VirtioIommu {
     queue_sizes: [u16; 2],
     acked_features: u64,
     request_queue: Option<Queue>,
-    event_queue: Option<Queue>,
+    /// The event queue, behind a lock of its own (see `event.rs`).
+    events: Arc<Mutex<EventQueue>>,
     interrupt: Option<Arc<dyn VirtioInterrupt>>,
     /// Set when a poller thread serves the request queue between kicks.
     poller: Option<Arc<super::PollSignal>>,
@@ -278,7 +279,7 @@ impl VirtioIommu {
             queue_sizes: [config.queue_size; 2],
             acked_features: 0,
             request_queue: None,
-            event_queue: None,
+            events: Arc::default(),
             interrupt: None,
             poller: None,
             polling: false,
@@ -295,9 +296,20 @@ impl VirtioIommu {
     }
 
     /// Readable when faults wait for delivery: then call
-    /// `process_queue(EVENT_QUEUE)`.
+    /// `process_queue(EVENT_QUEUE)`, or better [`FaultDelivery::deliver`].
     pub fn fault_eventfd(&self) -> &EventFd {
         self.shared.faults.eventfd()
+    }
+
+    /// A handle that delivers faults into the event queue without this
+    /// device's lock (which the request path holds across host DMA calls).
+    pub fn fault_delivery(&self) -> FaultDelivery {
+        FaultDelivery {
+            shared: self.shared.clone(),
+            events: self.events.clone(),
+            mem: self.mem.clone(),
+            index: EVENT_QUEUE as u16,
+        }
     }
 
     /// Faults lost because the backlog was full.
@@ -352,7 +364,7 @@ impl VirtioIommu {
         self.shared.faults.clear();
         self.acked_features = 0;
         self.request_queue = None;
-        self.event_queue = None;
+        *self.events.lock().unwrap_or_else(PoisonError::into_inner) = EventQueue::default();
         self.interrupt = None;
         self.polling = false;
     }
@@ -433,7 +445,7 @@ impl VirtioIommu {
     fn notify(&mut self, index: usize) {
         let queue = match index {
             REQUEST_QUEUE => self.request_queue.as_mut(),
-            _ => self.event_queue.as_mut(),
+            _ => None,
         };
         let Some(queue) = queue else { return };
         let needed = queue.needs_notification(&self.mem).unwrap_or_else(|e| {
@@ -533,59 +545,6 @@ impl VirtioIommu {
         self.report_lost();
         used_any
     }
-
-    fn deliver_faults(&mut self) {
-        let faults = &self.shared.faults;
-        faults.clear_signal();
-        let Some(queue) = self.event_queue.as_mut() else {
-            return;
-        };
-        let mem = &self.mem;
-        let mut used_any = false;
-        while let Some(fault) = faults.pop() {
-            let Some(chain) = queue.pop_descriptor_chain(mem) else {
-                // No buffer: keep it until the driver adds some and kicks.
-                faults.unpop(fault);
-                break;
-            };
-            let head = chain.head_index();
-            let len = write_fault(mem, chain, fault.record());
-            if len == 0 {
-                faults.unpop(fault);
-            }
-            if let Err(e) = queue.add_used(mem, head, len) {
-                log::warn!("virtio-iommu: cannot return event buffer {head}: {e}");
-            }
-            used_any = true;
-        }
-        if used_any {
-            self.notify(EVENT_QUEUE);
-        }
-    }
-}
-
-/// Writes one fault record into an event buffer; returns the used length
-/// (0 when the buffer cannot hold a record).
-fn write_fault(
-    mem: &GuestMemoryMmap,
-    chain: DescriptorChain<&GuestMemoryMmap>,
-    record: FaultRecord,
-) -> u32 {
-    let mut writer = match Writer::new(mem, chain) {
-        Ok(w) => w,
-        Err(e) => {
-            log::warn!("virtio-iommu: bad event buffer: {e}");
-            return 0;
-        }
-    };
-    if writer.available_bytes() < std::mem::size_of::<FaultRecord>() {
-        log::warn!("virtio-iommu: event buffer too small for a fault record");
-        return 0;
-    }
-    if let Err(e) = writer.write_obj(record) {
-        log::warn!("virtio-iommu: cannot write fault record: {e}");
-    }
-    u32::try_from(writer.bytes_written()).unwrap_or(0)
 }
 
 impl VirtioDevice for VirtioIommu {
@@ -658,17 +617,20 @@ impl VirtioDevice for VirtioIommu {
             log::warn!("virtio-iommu: no event queue, faults stay in the backlog");
         }
         self.request_queue = Some(request);
-        self.event_queue = event;
+        *self.events.lock().unwrap_or_else(PoisonError::into_inner) = EventQueue {
+            queue: event,
+            interrupt: Some(interrupt.clone()),
+        };
         self.interrupt = Some(interrupt);
         // Faults raised before the driver was ready go out now.
-        self.deliver_faults();
+        self.fault_delivery().deliver();
         Ok(())
     }
 
     fn process_queue(&mut self, index: usize) {
         match index {
             REQUEST_QUEUE => self.process_requests(),
-            EVENT_QUEUE => self.deliver_faults(),
+            EVENT_QUEUE => self.fault_delivery().deliver(),
             _ => log::warn!("virtio-iommu: notification for unknown queue {index}"),
         }
     }

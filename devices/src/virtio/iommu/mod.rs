@@ -7,8 +7,8 @@
 //! address spaces kept equal to the guest's domains through a
 //! [`DmaBackend`] (see `host.rs` for the rule and `apply.rs` for the order
 //! of work). Faults go out on the event queue; the VMM
-//! polls [`VirtioIommu::fault_eventfd`] and then calls
-//! `process_queue(EVENT_QUEUE)`.
+//! polls [`FaultDelivery::eventfd`] and then calls
+//! [`FaultDelivery::deliver`], which needs no lock the request path holds.
 //!
 //! Files: `protocol` (wire format), `mappings` (one domain's mapping
 //! store), `domains` (endpoints, domains, bypass), `host` (host address
@@ -43,6 +43,7 @@ pub use device::{
 };
 pub use dma::{DmaBackend, DmaError, DmaPerm, HostMapping};
 pub use domains::{ReservedKind, ReservedRegion};
+pub use event::FaultDelivery;
 pub use poll::PollSignal;
 pub use translate::EndpointIommu;
 

@@ -459,39 +459,61 @@ fn random_requests_and_failures_keep_host_and_state_equal() {
     assert!(quarantines > 50 && lost > 0);
 }
 
-/// Defect 8: a slow host map (300 ms) does not hold up emulated DMA
-/// through another endpoint: its translations only read the state, which
-/// is read-locked while the host works. Before the fix they waited for the
-/// whole map (301 ms measured).
+/// Defect 8, measured: while the request path is inside a slow host map
+/// (300 ms), emulated DMA through another endpoint and fault delivery (the
+/// event loop) do not wait: translations only read the state, which is
+/// read-locked during host calls, and faults go out through a handle with
+/// a lock of its own. Before the fix a translation waited 301 ms. What
+/// still waits is another access to the virtio-iommu's own registers (it
+/// needs the device's lock): printed, not asserted.
 #[test]
-fn emulated_dma_does_not_wait_for_a_slow_host_map() {
+fn what_waits_for_a_slow_host_map() {
     let mem = guest_memory();
-    let mut t = HostHarness::new(&mem, true, true);
+    let mut t = HostHarness::new(&mem, false, true);
+    assert_eq!(t.request(&attach(2, EMULATED, 0)), OK);
     assert_eq!(
-        t.request(&attach(2, EMULATED, VIRTIO_IOMMU_ATTACH_F_BYPASS)),
+        t.request(&map(2, 0, 0xfff, TARGET, VIRTIO_IOMMU_MAP_F_READ)),
         OK
     );
     assert_eq!(t.request(&attach(1, A, 0)), OK);
+    let dma = t.h.dma(EMULATED);
+    // A fault waiting for delivery, and a buffer for it.
+    assert!(dma.write_obj(1u8, GuestAddress(0)).is_err());
+    t.h.add_event_buffer(24);
+    let delivery = t.h.dev.fault_delivery();
     let (tx, rx) = mpsc::channel();
     t.fake.slow_down(Duration::from_millis(300), Some(tx));
-    let dma = t.h.dma(EMULATED);
     t.h.submit(&page_map(1, 1), 4);
-    let (waited, took) = std::thread::scope(|s| {
-        let dev = &mut t.h.dev;
+    let dev = std::sync::Mutex::new(&mut t.h.dev);
+    let (translate, deliver, config, took) = std::thread::scope(|s| {
         let start = Instant::now();
+        let dev = &dev;
         let worker = s.spawn(move || {
-            dev.process_queue(REQUEST_QUEUE);
+            dev.lock().expect("device").process_queue(REQUEST_QUEUE);
             start.elapsed()
         });
         rx.recv().expect("host map started");
         let begin = Instant::now();
-        assert!(dma.read_obj::<u8>(GuestAddress(TARGET)).is_ok());
-        let waited = begin.elapsed();
-        (waited, worker.join().expect("worker"))
+        assert!(dma.read_obj::<u8>(GuestAddress(0)).is_ok());
+        let translate = begin.elapsed();
+        let begin = Instant::now();
+        delivery.deliver();
+        let deliver = begin.elapsed();
+        let begin = Instant::now();
+        let mut b = [0u8];
+        dev.lock()
+            .expect("device")
+            .read_config(CONFIG_BYPASS_OFFSET, &mut b);
+        let config = begin.elapsed();
+        (translate, deliver, config, worker.join().expect("worker"))
     });
-    eprintln!("emulated DMA waited {waited:?} while a host map took {took:?}");
+    eprintln!(
+        "during a {took:?} host map: emulated DMA waited {translate:?}, fault delivery {deliver:?}, a virtio-iommu config read {config:?}"
+    );
     assert!(took >= Duration::from_millis(300));
-    assert!(waited < Duration::from_millis(50), "waited {waited:?}");
+    assert!(translate < Duration::from_millis(50), "{translate:?}");
+    assert!(deliver < Duration::from_millis(50), "{deliver:?}");
+    assert_eq!(t.h.events_used().len(), 1, "the fault went out meanwhile");
     assert_eq!(t.h.used().len(), 1);
 }
 
