@@ -190,6 +190,19 @@ pub fn plan(input: &PlanInput, host: &HostConstraints) -> Result<GuestMap, PlanE
         }
     }
     let ram = place::ram(input.memory, &norm, align)?;
+    // `check` kept host regions and IOVA gaps out of the fixed low memory,
+    // but boundaries move in `align` steps: with a page size larger than
+    // the low memory, a region or range end above it can still swallow it.
+    let low_kept = input.memory == 0
+        || ram
+            .first()
+            .is_some_and(|r| r.start.0 == 0 && r.size >= input.memory.min(FIXED_LOW_END));
+    if !low_kept {
+        return Err(PlanError::PageSizeSwallowsLowMemory {
+            page_size: align,
+            low_end: FIXED_LOW_END,
+        });
+    }
     let ram_end = ram.last().map_or(0, |r| r.end());
     let mut notes = Vec::new();
     let mmio64 = place::mmio64(ram_end, input.mmio64_size, &norm, &mut notes)?;

@@ -449,7 +449,10 @@ impl VirtioIommu {
         };
         let Some(queue) = queue else { return };
         let needed = queue.needs_notification(&self.mem).unwrap_or_else(|e| {
-            log::warn!("virtio-iommu: queue {index}: event suppression unreadable: {e}");
+            crate::guest_log!(
+                log::Level::Warn,
+                "virtio-iommu: queue {index}: event suppression unreadable: {e}"
+            );
             true
         });
         if needed {
@@ -609,12 +612,18 @@ impl VirtioDevice for VirtioIommu {
             match index {
                 REQUEST_QUEUE => request = Some(queue),
                 EVENT_QUEUE => event = Some(queue),
-                _ => log::warn!("virtio-iommu: ignoring unknown queue {index}"),
+                _ => crate::guest_log!(
+                    log::Level::Warn,
+                    "virtio-iommu: ignoring unknown queue {index}"
+                ),
             }
         }
         let request = request.ok_or(ActivateError::MissingQueue(REQUEST_QUEUE))?;
         if event.is_none() {
-            log::warn!("virtio-iommu: no event queue, faults stay in the backlog");
+            crate::guest_log!(
+                log::Level::Warn,
+                "virtio-iommu: no event queue, faults stay in the backlog"
+            );
         }
         self.request_queue = Some(request);
         *self.events.lock().unwrap_or_else(PoisonError::into_inner) = EventQueue {
@@ -631,7 +640,10 @@ impl VirtioDevice for VirtioIommu {
         match index {
             REQUEST_QUEUE => self.process_requests(),
             EVENT_QUEUE => self.fault_delivery().deliver(),
-            _ => log::warn!("virtio-iommu: notification for unknown queue {index}"),
+            _ => crate::guest_log!(
+                log::Level::Warn,
+                "virtio-iommu: notification for unknown queue {index}"
+            ),
         }
     }
 

@@ -186,7 +186,10 @@ pub fn handle_probe(ctx: &mut RequestContext<'_>, req: &ReqProbe) -> Reply {
         Ok(regions) => match encode_properties(regions, ctx.probe_size) {
             Some(props) => Reply::Probe(props, Status::Ok),
             None => {
-                log::error!("virtio-iommu: PROBE properties exceed probe_size");
+                crate::guest_log!(
+                    log::Level::Error,
+                    "virtio-iommu: PROBE properties exceed probe_size"
+                );
                 Reply::Probe(zeros(), Status::DevErr)
             }
         },
