@@ -314,25 +314,31 @@ impl HostSpaces {
     }
 
     /// Device reset: quarantines are lifted and every address space goes
-    /// to the identity map (`bypass_after`) or to nothing. An endpoint that
-    /// cannot get its identity map is quarantined (it must not keep what it
-    /// held: the domains are gone).
+    /// to the identity map (`bypass_after`) or to nothing; one that holds
+    /// the identity map already keeps it (no unpinning and pinning again of
+    /// all guest RAM). An endpoint that cannot get there is quarantined: it
+    /// must not keep what it held, the domains are gone.
     pub fn reset(&mut self, state: &IommuState, bypass_after: bool) {
         if self.lost.is_some() {
             return;
         }
+        let to = if bypass_after {
+            Content::Identity
+        } else {
+            Content::Empty
+        };
         let ids: Vec<u32> = self.endpoints.keys().copied().collect();
         for ep in ids {
             let from = self.content(state, ep);
             if let Some(e) = self.endpoints.get_mut(&ep) {
                 e.quarantined = false;
             }
-            if self.transition(ep, from, Content::Empty).is_err() || !bypass_after {
-                continue;
-            }
-            if let Err(e) = self.transition(ep, Content::Empty, Content::Identity) {
+            if let Err(e) = self.transition(ep, from, to) {
                 if !self.is_quarantined(ep) {
-                    self.quarantine(ep, &[], &e);
+                    // Rolled back to `from`, which the reset takes away.
+                    let mut held: Vec<HostMapping> = self.entries(from).collect();
+                    held.extend(self.entries(to));
+                    self.quarantine(ep, &held, &e);
                 }
             }
         }

@@ -296,6 +296,26 @@ fn containers_follow_bypass_and_attachment() {
     assert_eq!(t.ranges(B), id);
 }
 
+/// A reset that leaves an endpoint with the identity map it had (a bypass
+/// domain, and `bypass` stays 1) makes no host call: all guest RAM stays
+/// pinned rather than being unpinned and pinned again. A mapped domain's
+/// endpoint goes back to the identity map.
+#[test]
+fn reset_keeps_an_identity_map_it_would_rebuild() {
+    let mem = two_region_memory();
+    let mut t = HostHarness::new(&mem, true, true);
+    assert_eq!(t.request(&attach(3, A, VIRTIO_IOMMU_ATTACH_F_BYPASS)), OK);
+    assert_eq!(t.request(&attach(4, B, 0)), OK);
+    assert_eq!(t.request(&page_map(4, 1)), OK);
+    t.fake.take_log();
+    t.h.dev.reset();
+    t.check();
+    let log = t.fake.take_log();
+    assert!(log.iter().all(|l| !l.contains("e16")), "{log:?}");
+    assert_eq!(t.ranges(A), identity(&mem));
+    assert_eq!(t.ranges(B), identity(&mem));
+}
+
 /// Defect 6: a `bypass` write whose identity map fails for one endpoint is
 /// refused as a whole: the field keeps its value and no endpoint keeps a
 /// partial identity map.
