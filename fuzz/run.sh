@@ -10,8 +10,8 @@
 # The toolchain is the repository's stable one: cargo-fuzz's nightly flags
 # are accepted with RUSTC_BOOTSTRAP=1. AddressSanitizer works there and is
 # the default; FUZZ_SANITIZER=none turns it off (about twice as many
-# executions per second). FUZZ_JOBS=N runs N fuzzing processes per target
-# (libFuzzer's fork mode). FUZZ_MAX_LEN caps the input size (512 bytes by
+# executions per second). FUZZ_JOBS=N runs N fuzzing processes per target,
+# sharing what they find. FUZZ_MAX_LEN caps the input size (512 bytes by
 # default: 40 to 60 virtio-iommu steps, and four times the executions per
 # second of libFuzzer's 4096).
 set -euo pipefail
@@ -48,25 +48,33 @@ mkdir -p target/logs
 failed=()
 for t in "${targets[@]}"; do
     mkdir -p "target/corpus/$t" "corpus/$t"
-    log="target/logs/$t.log"
-    echo "== $t: ${seconds}s, sanitizer $sanitizer, $jobs job(s)"
-    extra=()
-    if [ "$jobs" -gt 1 ]; then
-        extra=(-fork="$jobs" -ignore_crashes=0)
-    fi
-    if cargo fuzz run -O -a -s "$sanitizer" "$t" "target/corpus/$t" "corpus/$t" -- \
-        -max_total_time="$seconds" -max_len="$max_len" -print_final_stats=1 -timeout=10 -rss_limit_mb=2048 \
-        "${extra[@]}" >"$log" 2>&1; then
-        runs=$(grep -E '^stat::number_of_executed_units' "$log" | awk '{print $2}' | tail -1 || true)
-        if [ -z "$runs" ]; then
-            # Fork mode reports "#RUNS: cov: ..." lines instead.
-            runs=$(grep -oE '^#[0-9]+: cov:' "$log" | tail -1 | tr -dc '0-9' || true)
-        fi
+    echo "== $t: ${seconds}s, sanitizer $sanitizer, $jobs process(es)"
+    # N persistent processes sharing the new-input directory (each picks up
+    # the others' finds), each with its own log.
+    pids=()
+    for j in $(seq 1 "$jobs"); do
+        cargo fuzz run -O -a -s "$sanitizer" "$t" "target/corpus/$t" "corpus/$t" -- \
+            -max_total_time="$seconds" -max_len="$max_len" -print_final_stats=1 -timeout=10 \
+            -rss_limit_mb=2048 -seed="$j" >"target/logs/$t.$j.log" 2>&1 &
+        pids+=($!)
+    done
+    ok=1
+    for p in "${pids[@]}"; do
+        wait "$p" || ok=0
+    done
+    runs=0
+    for j in $(seq 1 "$jobs"); do
+        log="target/logs/$t.$j.log"
+        n=$(grep -E '^stat::number_of_executed_units' "$log" | awk '{print $2}' | tail -1 || true)
+        runs=$((runs + ${n:-0}))
         cov=$(grep -E 'cov: [0-9]+ ft: [0-9]+' "$log" | tail -1 | grep -oE 'cov: [0-9]+ ft: [0-9]+' || true)
-        echo "   ok: ${runs:-?} executions, ${cov:-coverage not reported}"
+        [ "$ok" = 1 ] && echo "   process $j: ${n:-?} executions, ${cov:-coverage not reported}"
+    done
+    if [ "$ok" = 1 ]; then
+        echo "   ok: $runs executions in all"
     else
-        echo "   FAILED (log: fuzz/$log):"
-        grep -E 'panicked at|ERROR: |SUMMARY|Test unit written' "$log" | head -5 | sed 's/^/   /' || true
+        echo "   FAILED (logs: fuzz/target/logs/$t.*.log):"
+        grep -hE 'panicked at|ERROR: |SUMMARY|Test unit written' target/logs/"$t".*.log | head -5 | sed 's/^/   /' || true
         failed+=("$t")
     fi
 done
