@@ -33,6 +33,9 @@ bash resources/cargo-aarch64.sh clippy --workspace --all-targets -- -D warnings
 step "unit tests"
 cargo test --workspace
 
+step "fuzz targets (${FUZZ_SECONDS:-60} s each)"
+bash fuzz/run.sh "${FUZZ_SECONDS:-60}"
+
 step "release build of minivmm"
 cargo build --release -p vmm
 

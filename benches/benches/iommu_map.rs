@@ -6,7 +6,7 @@
 //! hole in the middle of the existing mappings.
 
 use std::hint::black_box;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion};
 use devices::virtio::iommu::domains::{IommuState, Limits};
@@ -41,7 +41,7 @@ fn probe_page(n: u64) -> u64 {
     existing(n / 2) + PAGE
 }
 
-fn state_with(n: u64) -> IommuState {
+fn state_with(n: u64) -> RwLock<IommuState> {
     let limits = Limits {
         granule: PAGE,
         input_start: 0,
@@ -49,9 +49,10 @@ fn state_with(n: u64) -> IommuState {
         domain_start: 0,
         domain_end: u32::MAX,
         max_mappings: 2 << 20,
+        max_total_mappings: 2 << 20,
     };
     let mut state = IommuState::new([(ENDPOINT, Vec::new())], limits, true);
-    state.attach(ENDPOINT, DOMAIN, false, None).expect("attach");
+    state.attach(ENDPOINT, DOMAIN, false).expect("attach");
     for i in 0..n {
         let m = Mapping {
             start: existing(i),
@@ -59,9 +60,9 @@ fn state_with(n: u64) -> IommuState {
             phys: existing(i),
             flags: FLAGS,
         };
-        state.map(DOMAIN, m, None).expect("populate");
+        state.map(DOMAIN, m).expect("populate");
     }
-    state
+    RwLock::new(state)
 }
 
 fn bench_request_level(c: &mut Criterion) {
@@ -70,7 +71,7 @@ fn bench_request_level(c: &mut Criterion) {
         .device_features();
     let mut group = c.benchmark_group("iommu_map_unmap/request");
     for n in SIZES {
-        let mut state = state_with(n);
+        let state = state_with(n);
         let iova = probe_page(n);
         let map = ReqMap {
             domain: DOMAIN.into(),
@@ -86,8 +87,8 @@ fn bench_request_level(c: &mut Criterion) {
             reserved: [0; 4],
         };
         let mut ctx = RequestContext {
-            state: &mut state,
-            backend: None,
+            state: &state,
+            host: None,
             acked_features: features,
             probe_size: 512,
         };
@@ -102,6 +103,8 @@ fn bench_request_level(c: &mut Criterion) {
         assert_eq!(handle_unmap(&mut ctx, &unmap), Status::Ok);
         let len = ctx
             .state
+            .read()
+            .expect("state")
             .domain(DOMAIN)
             .and_then(|d| d.mappings())
             .map(|m| m.len() as u64);
@@ -146,11 +149,11 @@ fn bench_map_and_unmap_separately(c: &mut Criterion) {
     for op in ["map", "unmap"] {
         let mut group = c.benchmark_group(format!("iommu_{op}/request"));
         for n in SIZES {
-            let mut state = state_with(n);
+            let state = state_with(n);
             let reqs = page_requests(existing(n) + PAGE, BATCH);
             let mut ctx = RequestContext {
-                state: &mut state,
-                backend: None,
+                state: &state,
+                host: None,
                 acked_features: features,
                 probe_size: 512,
             };
@@ -184,6 +187,8 @@ fn bench_map_and_unmap_separately(c: &mut Criterion) {
             });
             let len = ctx
                 .state
+                .read()
+                .expect("state")
                 .domain(DOMAIN)
                 .and_then(|d| d.mappings())
                 .map(|m| m.len() as u64);

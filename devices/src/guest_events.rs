@@ -18,6 +18,9 @@ pub enum GuestEvent {
     TripleFault,
     /// KVM could not run the vCPU; the text says why.
     Crash(String),
+    /// A device can no longer keep its promises to the guest (e.g. DMA
+    /// mappings the host refuses to revoke): minivmm stops the VM.
+    DeviceFailure(String),
 }
 
 /// Collects the first guest event and wakes whoever waits on [`Self::eventfd`].

@@ -10,6 +10,8 @@ pub mod guest_events;
 pub mod legacy;
 pub mod pci;
 pub mod ratelimit;
+#[cfg(test)]
+mod test_alloc;
 pub mod vfio;
 pub mod virtio;
 

@@ -20,6 +20,7 @@ pub fn outcome(event: &GuestEvent) -> (i32, String) {
             "guest triple-faulted (KVM shutdown exit)".into(),
         ),
         GuestEvent::Crash(why) => (EXIT_GUEST_CRASH, format!("guest crashed: {why}")),
+        GuestEvent::DeviceFailure(why) => (EXIT_VMM_ERROR, format!("stopped the VM: {why}")),
     }
 }
 
@@ -34,5 +35,9 @@ mod tests {
         assert_eq!(outcome(&GuestEvent::Panic).0, EXIT_GUEST_CRASH);
         assert_eq!(outcome(&GuestEvent::TripleFault).0, EXIT_GUEST_CRASH);
         assert_eq!(outcome(&GuestEvent::Crash("x".into())).0, EXIT_GUEST_CRASH);
+        assert_eq!(
+            outcome(&GuestEvent::DeviceFailure("x".into())).0,
+            EXIT_VMM_ERROR
+        );
     }
 }

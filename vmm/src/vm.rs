@@ -84,6 +84,7 @@ pub struct Vm {
     console: Arc<Mutex<device_manager::Console>>,
     queue_events: Vec<device_manager::QueueEvent>,
     layout: Layout,
+    fault_events: Vec<device_manager::FaultEvent>,
 }
 
 /// The event loop a VM's subscribers are added to.
@@ -205,6 +206,7 @@ impl Vm {
                 host,
                 devices: devices.placed,
             },
+            fault_events: devices.fault_events,
         })
     }
 
@@ -233,6 +235,10 @@ impl Vm {
         subscribers.push(event_manager.add_subscriber(stop));
         for queue_event in self.queue_events {
             let handler = Arc::new(Mutex::new(QueueHandler(queue_event)));
+            subscribers.push(event_manager.add_subscriber(handler));
+        }
+        for fault_event in self.fault_events {
+            let handler = Arc::new(Mutex::new(FaultHandler(fault_event)));
             subscribers.push(event_manager.add_subscriber(handler));
         }
 
@@ -284,6 +290,24 @@ impl MutEventSubscriber for StopWatch {
             event_manager::EventSet::IN,
         )) {
             log::error!("cannot watch for guest stop events: {e:?}");
+        }
+    }
+}
+
+/// Delivers the virtio-iommu's faults when its fault eventfd fires.
+struct FaultHandler(device_manager::FaultEvent);
+
+impl MutEventSubscriber for FaultHandler {
+    fn process(&mut self, _events: event_manager::Events, _ops: &mut event_manager::EventOps) {
+        self.0.delivery.deliver();
+    }
+
+    fn init(&mut self, ops: &mut event_manager::EventOps) {
+        if let Err(e) = ops.add(event_manager::Events::new(
+            &self.0.fd,
+            event_manager::EventSet::IN,
+        )) {
+            log::error!("cannot watch virtio-iommu faults: {e:?}");
         }
     }
 }

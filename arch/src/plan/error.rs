@@ -73,6 +73,22 @@ pub enum PlanError {
         /// Who reported the IOVA ranges.
         sources: String,
     },
+    /// The host IOMMU's page size is so large that RAM boundaries moved
+    /// around a host region or an IOVA range end reach into the guest's
+    /// fixed low memory.
+    #[error(
+        "the host IOMMU's smallest page size is {page_size:#x}, so RAM boundaries around host \
+         regions and IOVA range ends move in {page_size:#x} steps, and one of them reaches into \
+         the guest's fixed low memory {} ({}): assign a device whose IOMMU maps 4 KiB pages, \
+         or leave out the host that reports this page size",
+        low.range(), low.contents
+    )]
+    PageSizeSwallowsLowMemory {
+        /// The alignment RAM boundaries move by.
+        page_size: u64,
+        /// The fixed low memory.
+        low: FixedLow,
+    },
     /// The IOVA ranges are empty.
     #[error("the host IOMMU reports no usable IOVA range ({sources}): nothing can be DMA-mapped")]
     NoIovaRange {

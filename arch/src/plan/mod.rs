@@ -183,6 +183,21 @@ pub(crate) fn plan(
         }
     }
     let ram = place::ram(platform, input.memory, &norm, align)?;
+    // `check` kept host regions and IOVA gaps out of the fixed low memory,
+    // but boundaries move in `align` steps: with a page size larger than
+    // the low memory, a region or range end beyond it can still swallow it.
+    let low = platform.fixed_low();
+    let low_size = low.span.end - low.span.start + 1;
+    let low_kept = input.memory == 0
+        || ram.first().is_some_and(|r| {
+            r.start.0 == low.span.start && r.size >= input.memory.min(low_size)
+        });
+    if !low_kept {
+        return Err(PlanError::PageSizeSwallowsLowMemory {
+            page_size: align,
+            low,
+        });
+    }
     let ram_end = ram.last().map_or(0, |r| r.end());
     let mut notes = Vec::new();
     let mmio64 = place::mmio64(platform, ram_end, input.mmio64_size, &norm, &mut notes)?;

@@ -1,6 +1,7 @@
 //! The virtio-iommu on the bus: its endpoints and PROBE regions from the
 //! address plan, the VFIO back-end for assigned endpoints, the translators
-//! for emulated ones, the fault eventfd and the request-queue poller.
+//! for emulated ones, fault delivery for the event loop and the
+//! request-queue poller.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -9,15 +10,15 @@ use std::time::Duration;
 use arch::plan::{GuestMap, ResvKind};
 use arch::GuestMemory;
 use devices::virtio::iommu::{
-    DmaBackend, EndpointConfig, EndpointIommu, IommuConfig, ReservedKind, ReservedRegion,
-    VirtioIommu, EVENT_QUEUE,
+    EndpointConfig, EndpointIommu, HostDma, IommuConfig, ReservedKind, ReservedRegion, VirtioIommu,
 };
 use devices::virtio::VirtioDevice;
+use devices::GuestEvents;
 
 use super::pci::PciBuilder;
 use super::poller::start_iommu_poller;
-use super::{DeviceError, QueueEvent};
-use crate::vfio::VfioDomains;
+use super::{DeviceError, FaultEvent};
+use crate::vfio::VfioDma;
 
 /// What the virtio-iommu is built from.
 pub(super) struct IommuSetup<'a> {
@@ -33,6 +34,8 @@ pub(super) struct IommuSetup<'a> {
     pub containers: BTreeMap<u32, Arc<vfio_ioctls::VfioContainer>>,
     /// Poll window after each request (zero: no poller).
     pub poll: Duration,
+    /// Where the device says it must stop the VM.
+    pub events: Arc<GuestEvents>,
     /// Where it goes on the bus.
     pub bdf: u16,
 }
@@ -53,16 +56,21 @@ fn reserved_regions(map: &GuestMap) -> Vec<ReservedRegion> {
 }
 
 /// Puts the virtio-iommu on the bus; returns a translator per emulated
-/// endpoint, keyed by endpoint ID.
+/// endpoint, keyed by endpoint ID, and its fault delivery for the event
+/// loop.
 pub(super) fn add(
     pci: &mut PciBuilder,
     setup: IommuSetup<'_>,
-) -> Result<BTreeMap<u32, EndpointIommu>, DeviceError> {
+) -> Result<(BTreeMap<u32, EndpointIommu>, FaultEvent), DeviceError> {
     let reserved = reserved_regions(setup.map);
-    let backend = (!setup.containers.is_empty()).then(|| {
-        Box::new(VfioDomains::new(setup.memory.clone(), setup.containers)) as Box<dyn DmaBackend>
+    let host = (!setup.containers.is_empty()).then(|| {
+        let vfio = VfioDma::new(setup.memory.clone(), setup.containers);
+        HostDma {
+            endpoints: vfio.endpoints(),
+            backend: Box::new(vfio),
+        }
     });
-    let device = VirtioIommu::new(
+    let mut device = VirtioIommu::new(
         IommuConfig {
             endpoints: setup
                 .endpoints
@@ -76,13 +84,18 @@ pub(super) fn add(
             ..IommuConfig::default()
         },
         setup.memory.clone(),
-        backend,
+        host,
     )
     .map_err(DeviceError::Iommu)?;
-    let faults = device
-        .fault_eventfd()
-        .try_clone()
-        .map_err(DeviceError::EventFd)?;
+    device.set_stop_events(setup.events);
+    let delivery = device.fault_delivery();
+    let faults = FaultEvent {
+        fd: delivery
+            .eventfd()
+            .try_clone()
+            .map_err(DeviceError::EventFd)?,
+        delivery,
+    };
     let translators = setup
         .translated
         .iter()
@@ -93,11 +106,6 @@ pub(super) fn add(
         start_iommu_poller(&device, setup.poll)?;
     }
     let device: Arc<Mutex<dyn VirtioDevice>> = device;
-    pci.add_virtio(device.clone(), true, setup.bdf)?;
-    pci.queue_events.push(QueueEvent {
-        fd: faults,
-        device,
-        queue: EVENT_QUEUE,
-    });
-    Ok(translators)
+    pci.add_virtio(device, true, setup.bdf)?;
+    Ok((translators, faults))
 }

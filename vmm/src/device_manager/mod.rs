@@ -101,6 +101,16 @@ pub struct QueueEvent {
     pub queue: usize,
 }
 
+/// The virtio-iommu's faults, which the event loop delivers through a
+/// handle of their own: never behind the device's lock, which the request
+/// path holds across host DMA calls.
+pub struct FaultEvent {
+    /// Readable when faults wait.
+    pub fd: EventFd,
+    /// Delivers them.
+    pub delivery: devices::virtio::iommu::FaultDelivery,
+}
+
 /// The buses and what the rest of the VMM needs to reach.
 pub struct Devices {
     /// Port I/O bus.
@@ -111,6 +121,8 @@ pub struct Devices {
     pub console: Arc<Mutex<Console>>,
     /// Notifications served by the event loop.
     pub queue_events: Vec<QueueEvent>,
+    /// The virtio-iommu's fault delivery, served by the event loop.
+    pub fault_events: Vec<FaultEvent>,
     /// The PCI host bridge, for ACPI.
     pub pci: PciHostBridge,
     /// The virtio-iommu topology, for ACPI.
@@ -198,12 +210,13 @@ pub fn create(
         .chain(vfio_endpoints.clone().map(|j| slots.vfio(j)))
         .collect();
     let mut translators = BTreeMap::new();
+    let mut fault_events = Vec::new();
     if slots.iommu {
         let containers = vfio_endpoints
             .map(|j| (u32::from(slots.vfio(j)), opened[j].container.clone()))
             .collect();
         let disk_ids: Vec<u32> = disk_endpoints.map(|i| u32::from(slots.disk(i))).collect();
-        translators = iommu::add(
+        let (t, faults) = iommu::add(
             &mut pci,
             IommuSetup {
                 memory,
@@ -212,9 +225,12 @@ pub fn create(
                 translated: &disk_ids,
                 containers,
                 poll: config.iommu_poll,
+                events: events.clone(),
                 bdf: slots.iommu(),
             },
         )?;
+        translators = t;
+        fault_events.push(faults);
     }
 
     let mut disk_counters = Vec::new();
@@ -279,6 +295,7 @@ pub fn create(
         console,
         pci: pci.acpi_description(map),
         queue_events: pci.queue_events,
+        fault_events,
         iommu: slots.iommu.then(|| IommuTopology {
             iommu_bdf: slots.iommu(),
             endpoints,

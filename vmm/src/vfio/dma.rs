@@ -1,11 +1,17 @@
-//! DMA for devices behind the virtio-iommu: the VFIO map/unmap ioctls
-//! minivmm issues itself (permissions kept, unmap-all), and the
-//! virtio-iommu back-end that shadows guest mappings into containers.
+//! DMA for assigned devices behind the virtio-iommu: the VFIO type1
+//! map/unmap ioctls minivmm issues itself (permissions kept, the unmapped
+//! size the kernel writes back checked, unmap-all probed once), behind the
+//! virtio-iommu's `DmaBackend`, one container per endpoint. What goes into
+//! each container is decided by the virtio-iommu (`devices`' `host.rs`);
+//! this file only knows how to talk to VFIO.
 
 use std::collections::BTreeMap;
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
-use devices::virtio::iommu::{DmaBackend, DmaError, DmaPerm};
+use devices::virtio::iommu::{DmaBackend, DmaError, HostMapping};
+use vfio_bindings::bindings::vfio::{vfio_iommu_type1_dma_unmap, VFIO_UNMAP_ALL};
+use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryRegion};
 
 use super::info::{VFIO_BASE, VFIO_TYPE};
 
@@ -19,9 +25,10 @@ struct DmaMap {
     size: u64,
 }
 
+vmm_sys_util::ioctl_io_nr!(VFIO_CHECK_EXTENSION, VFIO_TYPE, VFIO_BASE + 1);
 vmm_sys_util::ioctl_io_nr!(VFIO_IOMMU_MAP_DMA, VFIO_TYPE, VFIO_BASE + 13);
 vmm_sys_util::ioctl_io_nr!(VFIO_IOMMU_UNMAP_DMA, VFIO_TYPE, VFIO_BASE + 14);
-const VFIO_DMA_UNMAP_FLAG_ALL: u32 = 2;
+const VFIO_DMA_UNMAP_FLAG_ALL: u32 = 1 << 1;
 const VFIO_DMA_MAP_FLAG_READ: u32 = 1;
 const VFIO_DMA_MAP_FLAG_WRITE: u32 = 2;
 
@@ -53,11 +60,7 @@ fn dma_map(
     // is valid for the container's lifetime. The host range is guest RAM,
     // which outlives every mapping (the VM unmaps nothing before exit).
     let ret = unsafe {
-        vmm_sys_util::ioctl::ioctl_with_ref(
-            &std::os::fd::AsRawFd::as_raw_fd(container),
-            VFIO_IOMMU_MAP_DMA(),
-            &map,
-        )
+        vmm_sys_util::ioctl::ioctl_with_ref(&container.as_raw_fd(), VFIO_IOMMU_MAP_DMA(), &map)
     };
     if ret < 0 {
         Err(std::io::Error::last_os_error())
@@ -66,166 +69,216 @@ fn dma_map(
     }
 }
 
-/// Removes every mapping of `container` (`VFIO_DMA_UNMAP_FLAG_ALL`).
-fn dma_unmap_all(container: &vfio_ioctls::VfioContainer) -> std::io::Result<()> {
-    let unmap = DmaMap {
-        argsz: std::mem::size_of::<DmaMap>() as u32,
-        flags: VFIO_DMA_UNMAP_FLAG_ALL,
-        vaddr: 0,
-        iova: 0,
-        size: 0,
+/// `VFIO_IOMMU_UNMAP_DMA` of `iova..iova + size`, or of everything with
+/// `all` (then `iova` and `size` must be 0). Returns the number of bytes
+/// the kernel says it unmapped (it writes the struct back).
+fn dma_unmap(
+    container: &vfio_ioctls::VfioContainer,
+    iova: u64,
+    size: u64,
+    all: bool,
+) -> std::io::Result<u64> {
+    let mut unmap = vfio_iommu_type1_dma_unmap {
+        argsz: std::mem::size_of::<vfio_iommu_type1_dma_unmap>() as u32,
+        flags: if all { VFIO_DMA_UNMAP_FLAG_ALL } else { 0 },
+        iova,
+        size,
+        ..Default::default()
     };
-    // SAFETY: the ioctl reads and writes one struct we own (the unmap
-    // layout starts like the map one: argsz, flags, then iova/size, and the
-    // kernel reads only argsz bytes); the container fd is valid.
+    // SAFETY: the ioctl reads and writes back exactly one
+    // vfio_iommu_type1_dma_unmap we own (argsz says so; no dirty-bitmap
+    // flag, so the kernel touches nothing past it); the fd is valid.
     let ret = unsafe {
-        vmm_sys_util::ioctl::ioctl_with_ref(
-            &std::os::fd::AsRawFd::as_raw_fd(container),
+        vmm_sys_util::ioctl::ioctl_with_mut_ref(
+            &container.as_raw_fd(),
             VFIO_IOMMU_UNMAP_DMA(),
-            &unmap,
+            &mut unmap,
         )
     };
     if ret < 0 {
         Err(std::io::Error::last_os_error())
     } else {
-        Ok(())
+        Ok(unmap.size)
     }
 }
 
-/// The virtio-iommu's DMA back-end for assigned devices: one VFIO container
-/// per endpoint (so a domain shared by k assigned endpoints costs k ioctls
-/// per MAP), guest MAP/UNMAP shadowed into it with their permissions.
-///
-/// It remembers each domain's mappings so that an endpoint joining a domain
-/// that already has some gets them replayed, and one leaving is emptied.
-pub struct VfioDomains {
+/// Whether the kernel supports `VFIO_DMA_UNMAP_FLAG_ALL` (Linux 5.12+).
+fn has_unmap_all(container: &vfio_ioctls::VfioContainer) -> bool {
+    // SAFETY: VFIO_CHECK_EXTENSION takes an integer and touches no memory
+    // of ours; the fd is valid.
+    let ret = unsafe {
+        vmm_sys_util::ioctl::ioctl_with_val(
+            &container.as_raw_fd(),
+            VFIO_CHECK_EXTENSION(),
+            VFIO_UNMAP_ALL.into(),
+        )
+    };
+    ret == 1
+}
+
+/// The host address `size` bytes at guest-physical `phys` live at, if they
+/// lie inside one region of guest RAM.
+fn host_addr(memory: &vm_memory::GuestMemoryMmap, phys: u64, size: u64) -> Result<u64, DmaError> {
+    let region = memory
+        .find_region(GuestAddress(phys))
+        .ok_or_else(|| DmaError::Failed(format!("{phys:#x} is not guest RAM")))?;
+    let offset = phys - region.start_addr().0;
+    match offset.checked_add(size) {
+        Some(end) if end <= region.len() => Ok(region.as_ptr() as u64 + offset),
+        _ => Err(DmaError::Failed(format!(
+            "{phys:#x}+{size:#x} crosses the end of guest RAM"
+        ))),
+    }
+}
+
+/// The host IOMMU of the assigned endpoints behind the virtio-iommu: one
+/// VFIO container per endpoint (so a domain shared by k assigned endpoints
+/// costs k ioctls per MAP).
+pub struct VfioDma {
     memory: vm_memory::GuestMemoryMmap,
     containers: BTreeMap<u32, Arc<vfio_ioctls::VfioContainer>>,
-    attached: BTreeMap<u32, (u32, bool)>,
-    mappings: BTreeMap<u32, BTreeMap<u64, (u64, u64, DmaPerm)>>,
+    unmap_all: bool,
 }
 
-impl VfioDomains {
-    /// A back-end for `containers` (endpoint ID -> its container).
+impl VfioDma {
+    /// A back-end for `containers` (endpoint ID -> its container), mapping
+    /// from `memory`. Probes unmap-all support once, on the first container.
     pub fn new(
         memory: vm_memory::GuestMemoryMmap,
         containers: BTreeMap<u32, Arc<vfio_ioctls::VfioContainer>>,
     ) -> Self {
+        let unmap_all = containers.values().next().is_some_and(|c| has_unmap_all(c));
+        if !unmap_all && !containers.is_empty() {
+            log::info!(
+                "vfio: no VFIO_UNMAP_ALL (Linux < 5.12): containers are emptied range by range"
+            );
+        }
         Self {
             memory,
             containers,
-            attached: BTreeMap::new(),
-            mappings: BTreeMap::new(),
+            unmap_all,
         }
     }
 
-    fn map_into(
-        &self,
-        container: &vfio_ioctls::VfioContainer,
-        iova: u64,
-        size: u64,
-        phys: u64,
-        perm: DmaPerm,
-    ) -> Result<(), DmaError> {
-        let host = self.host_addr(phys, size)?;
-        dma_map(container, iova, size, host, perm.read, perm.write).map_err(|e| {
-            match e.raw_os_error() {
-                Some(libc::ENOSPC) | Some(libc::ENOMEM) => DmaError::NoResources(e.to_string()),
-                _ => DmaError::Failed(format!("VFIO_IOMMU_MAP_DMA {iova:#x}+{size:#x}: {e}")),
-            }
-        })
+    /// The endpoints with a container.
+    pub fn endpoints(&self) -> Vec<u32> {
+        self.containers.keys().copied().collect()
     }
 
-    fn containers_of(&self, domain: u32) -> Vec<Arc<vfio_ioctls::VfioContainer>> {
-        self.attached
-            .iter()
-            .filter(|(_, (d, bypass))| *d == domain && !bypass)
-            .filter_map(|(ep, _)| self.containers.get(ep).cloned())
-            .collect()
-    }
-
-    fn host_addr(&self, phys: u64, size: u64) -> Result<u64, DmaError> {
-        use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryRegion};
-        let region = self
-            .memory
-            .find_region(GuestAddress(phys))
-            .ok_or_else(|| DmaError::Failed(format!("{phys:#x} is not guest RAM")))?;
-        let offset = phys - region.start_addr().0;
-        if offset + size > region.len() {
-            return Err(DmaError::Failed(format!(
-                "{phys:#x}+{size:#x} crosses the end of guest RAM"
-            )));
-        }
-        Ok(region.as_ptr() as u64 + offset)
+    fn container(&self, endpoint: u32) -> Result<&vfio_ioctls::VfioContainer, DmaError> {
+        self.containers
+            .get(&endpoint)
+            .map(|c| &**c)
+            .ok_or_else(|| DmaError::Failed(format!("endpoint {endpoint:#x} has no container")))
     }
 }
 
-impl DmaBackend for VfioDomains {
-    fn map(
-        &mut self,
-        domain: u32,
-        iova: u64,
-        size: u64,
-        phys: u64,
-        perm: DmaPerm,
-    ) -> Result<(), DmaError> {
-        let containers = self.containers_of(domain);
-        if perm.mmio && !containers.is_empty() {
+impl DmaBackend for VfioDma {
+    fn map(&mut self, endpoint: u32, m: &HostMapping) -> Result<(), DmaError> {
+        if m.perm.mmio {
             return Err(DmaError::Unsupported(
                 "MMIO mappings for assigned devices".into(),
             ));
         }
-        for c in &containers {
-            self.map_into(c, iova, size, phys, perm)?;
+        let host = host_addr(&self.memory, m.phys, m.size)?;
+        let container = self.container(endpoint)?;
+        dma_map(container, m.iova, m.size, host, m.perm.read, m.perm.write).map_err(|e| {
+            let what = format!("VFIO_IOMMU_MAP_DMA {:#x}+{:#x}: {e}", m.iova, m.size);
+            match e.raw_os_error() {
+                Some(libc::ENOSPC) | Some(libc::ENOMEM) => DmaError::NoResources(what),
+                _ => DmaError::Failed(what),
+            }
+        })
+    }
+
+    fn unmap(&mut self, endpoint: u32, iova: u64, size: u64) -> Result<(), DmaError> {
+        let container = self.container(endpoint)?;
+        let unmapped = dma_unmap(container, iova, size, false).map_err(|e| {
+            DmaError::Failed(format!("VFIO_IOMMU_UNMAP_DMA {iova:#x}+{size:#x}: {e}"))
+        })?;
+        // The kernel unmaps only whole mappings inside the range (and
+        // refuses to bisect one), so anything up to `size` leaves the range
+        // empty; 0 means it already was.
+        if unmapped > size {
+            return Err(DmaError::Failed(format!(
+                "VFIO_IOMMU_UNMAP_DMA {iova:#x}+{size:#x} unmapped {unmapped:#x} bytes"
+            )));
         }
-        self.mappings
-            .entry(domain)
-            .or_default()
-            .insert(iova, (size, phys, perm));
         Ok(())
     }
 
-    fn unmap(&mut self, domain: u32, iova: u64, size: u64) -> Result<(), DmaError> {
-        if let Some(m) = self.mappings.get_mut(&domain) {
-            m.remove(&iova);
-        }
-        for c in self.containers_of(domain) {
-            c.vfio_dma_unmap(iova, size as usize).map_err(|e| {
-                DmaError::Failed(format!("VFIO_IOMMU_UNMAP_DMA {iova:#x}+{size:#x}: {e}"))
-            })?;
-        }
-        Ok(())
+    fn can_unmap_all(&self) -> bool {
+        self.unmap_all
     }
 
-    fn attach(&mut self, endpoint: u32, domain: u32, bypass: bool) -> Result<(), DmaError> {
-        let Some(container) = self.containers.get(&endpoint).cloned() else {
-            return Ok(());
+    fn unmap_all(&mut self, endpoint: u32) -> Result<(), DmaError> {
+        if !self.unmap_all {
+            return Err(DmaError::Unsupported("VFIO_UNMAP_ALL".into()));
+        }
+        let container = self.container(endpoint)?;
+        dma_unmap(container, 0, 0, true)
+            .map(|_| ())
+            .map_err(|e| DmaError::Failed(format!("VFIO_IOMMU_UNMAP_DMA (all): {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use vm_memory::GuestMemoryMmap;
+
+    use super::*;
+
+    fn memory() -> GuestMemoryMmap {
+        GuestMemoryMmap::from_ranges(&[
+            (GuestAddress(0), 0x10_0000),
+            (GuestAddress(0x1_0000_0000), 0x10_0000),
+        ])
+        .expect("memory")
+    }
+
+    /// Issue 8, defect 9: `offset + size` is checked (before the fix a
+    /// size near 2^64 overflowed: a panic in debug builds, a wrapped
+    /// comparison that passed in release builds).
+    #[test]
+    fn host_range_must_lie_in_one_ram_region() {
+        let mem = memory();
+        assert!(host_addr(&mem, 0x1000, u64::MAX).is_err());
+        assert!(host_addr(&mem, 0x1000, u64::MAX - 0x1000).is_err());
+        assert!(
+            host_addr(&mem, 0xff000, 0x2000).is_err(),
+            "runs off the region"
+        );
+        assert!(host_addr(&mem, 0x20_0000, 0x1000).is_err(), "not RAM");
+        let base = host_addr(&mem, 0, 0x10_0000).expect("whole region");
+        assert_eq!(host_addr(&mem, 0x1000, 0x1000).ok(), Some(base + 0x1000));
+        assert!(host_addr(&mem, 0x1_0000_0000, 0x10_0000).is_ok());
+    }
+
+    /// Issue 8, defect 3: the back-end keeps nothing per domain or mapping
+    /// (before the fix it kept a key for every domain ID ever used: 10000
+    /// after 10000 domains came and went); an endpoint without a container
+    /// is refused.
+    #[test]
+    fn nothing_is_kept_per_domain_or_mapping() {
+        let mut d = VfioDma::new(memory(), BTreeMap::new());
+        assert!(d.endpoints().is_empty());
+        assert!(!d.can_unmap_all());
+        let m = HostMapping {
+            iova: 0,
+            size: 0x1000,
+            phys: 0,
+            perm: devices::virtio::iommu::DmaPerm::READ_WRITE,
         };
-        if self.attached.remove(&endpoint).is_some() {
-            dma_unmap_all(&container)
-                .map_err(|e| DmaError::Failed(format!("emptying endpoint {endpoint}: {e}")))?;
+        for ep in 0..10_000 {
+            assert!(d.map(ep, &m).is_err());
+            assert!(d.unmap(ep, 0, 0x1000).is_err());
         }
-        if bypass {
-            // SAFETY: guest RAM stays mapped for the VM's lifetime.
-            unsafe { container.vfio_map_guest_memory(&self.memory) }
-                .map_err(|e| DmaError::Failed(format!("identity map for bypass: {e}")))?;
-        } else if let Some(existing) = self.mappings.get(&domain) {
-            for (iova, (size, phys, perm)) in existing {
-                self.map_into(&container, *iova, *size, *phys, *perm)?;
-            }
-        }
-        self.attached.insert(endpoint, (domain, bypass));
-        Ok(())
+        assert!(matches!(d.unmap_all(1), Err(DmaError::Unsupported(_))));
     }
 
-    fn detach(&mut self, endpoint: u32, _domain: u32) {
-        if self.attached.remove(&endpoint).is_none() {
-            return;
-        }
-        if let Some(c) = self.containers.get(&endpoint) {
-            if let Err(e) = dma_unmap_all(c) {
-                log::warn!("vfio: cannot empty endpoint {endpoint} on detach: {e}");
-            }
-        }
+    #[test]
+    fn unmap_struct_is_the_kernel_layout() {
+        assert_eq!(std::mem::size_of::<vfio_iommu_type1_dma_unmap>(), 24);
+        assert_eq!(std::mem::size_of::<DmaMap>(), 32);
     }
 }

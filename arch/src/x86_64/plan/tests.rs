@@ -524,3 +524,44 @@ fn ram_regions_are_layout_compatible() {
     );
     assert_eq!(map.input_range(), 0..=u64::MAX);
 }
+
+/// Found by fuzz/planner: with a 4 GiB host page size, a reserved region
+/// from 510 MiB widened down to 0 and RAM started at 72 GiB, a map the
+/// guest cannot boot in; it is refused instead.
+#[test]
+fn page_size_that_swallows_low_memory_is_refused() {
+    let mut host = HostConstraints {
+        regions: vec![region(
+            0x1fe0_0000,
+            0x11_d17f_ffff,
+            HostRegionKind::Reserved,
+            "hostB",
+        )],
+        ..Default::default()
+    };
+    host.add_page_sizes(1 << 32);
+    let input = PlanInput::new(4 * GIB);
+    let err = plan(&input, &host).expect_err("low memory swallowed");
+    assert_eq!(
+        err,
+        PlanError::PageSizeSwallowsLowMemory {
+            page_size: 1 << 32,
+            low: FixedLow {
+                span: Span {
+                    start: 0,
+                    end: FIXED_LOW_END - 1
+                },
+                contents: "boot data, ACPI tables, kernel"
+            }
+        }
+    );
+    assert!(err.to_string().contains("4 KiB pages"), "{err}");
+    // The same region with 2 MiB pages leaves low memory alone.
+    let mut host = HostConstraints {
+        regions: host.regions.clone(),
+        ..Default::default()
+    };
+    host.add_page_sizes(0x20_1000);
+    let map = plan(&input, &host).expect("plan");
+    assert_eq!(map.ram[0].start.0, 0);
+}

@@ -5,26 +5,29 @@
 
 use std::collections::BTreeSet;
 use std::ops::RangeInclusive;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
-use virtio_queue::{DescriptorChain, Queue, QueueT, Writer};
-use vm_memory::{ByteValued, GuestMemoryMmap};
+use virtio_queue::{Queue, QueueT};
+use vm_memory::{ByteValued, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 use vmm_sys_util::eventfd::EventFd;
 
-use super::dma::DmaBackend;
+use super::apply::{self, Sides};
+use super::dma::{DmaBackend, DmaError};
 use super::domains::{IommuState, Limits, ReservedRegion};
-use super::event::{FaultQueue, DEFAULT_FAULT_BACKLOG};
+use super::event::{EventQueue, FaultDelivery, FaultQueue, DEFAULT_FAULT_BACKLOG};
+use super::host::HostSpaces;
 use super::mappings::DEFAULT_MAX_MAPPINGS;
 use super::probe::required_probe_size;
 use super::protocol::{
-    Config, FaultRecord, CONFIG_BYPASS_OFFSET, VIRTIO_IOMMU_F_BYPASS_CONFIG,
-    VIRTIO_IOMMU_F_DOMAIN_RANGE, VIRTIO_IOMMU_F_INPUT_RANGE, VIRTIO_IOMMU_F_MAP_UNMAP,
-    VIRTIO_IOMMU_F_MMIO, VIRTIO_IOMMU_F_PROBE,
+    Config, CONFIG_BYPASS_OFFSET, VIRTIO_IOMMU_F_BYPASS_CONFIG, VIRTIO_IOMMU_F_DOMAIN_RANGE,
+    VIRTIO_IOMMU_F_INPUT_RANGE, VIRTIO_IOMMU_F_MAP_UNMAP, VIRTIO_IOMMU_F_MMIO,
+    VIRTIO_IOMMU_F_PROBE,
 };
 use super::request::process_chain;
 use super::translate::EndpointIommu;
 use super::Shared;
 use crate::virtio::{ActivateError, VirtioDevice, VirtioInterrupt, VIRTIO_F_VERSION_1};
+use crate::{GuestEvent, GuestEvents};
 
 /// Virtio device ID of the IOMMU.
 pub const DEVICE_TYPE: u32 = 23;
@@ -82,6 +85,25 @@ pub enum Error {
     /// Creating the fault eventfd failed.
     #[error("cannot create the fault eventfd: {0}")]
     EventFd(#[source] std::io::Error),
+    /// An assigned endpoint's host address space could not be set up
+    /// (the identity map of boot bypass).
+    #[error("cannot set up the host DMA mappings of endpoint {endpoint:#x}")]
+    HostDma {
+        /// Endpoint ID.
+        endpoint: u32,
+        /// Why.
+        #[source]
+        source: DmaError,
+    },
+}
+
+/// The host side of the assigned endpoints behind the IOMMU.
+pub struct HostDma {
+    /// The host IOMMU (VFIO).
+    pub backend: Box<dyn DmaBackend>,
+    /// The endpoints with a host address space (each must be in
+    /// [`IommuConfig::endpoints`]).
+    pub endpoints: Vec<u32>,
 }
 
 /// One endpoint behind the IOMMU.
@@ -109,6 +131,8 @@ pub struct IommuConfig {
     pub domain_range: RangeInclusive<u32>,
     /// Mappings one domain may hold before MAP fails with DEVERR.
     pub max_mappings_per_domain: usize,
+    /// Mappings all domains together may hold before MAP fails with DEVERR.
+    pub max_mappings_total: usize,
     /// Minimum `probe_size`; grown to fit the largest endpoint's
     /// properties.
     pub probe_size: u32,
@@ -129,6 +153,7 @@ impl Default for IommuConfig {
             input_range: 0..=u64::MAX,
             domain_range: 0..=u32::MAX,
             max_mappings_per_domain: DEFAULT_MAX_MAPPINGS,
+            max_mappings_total: DEFAULT_MAX_MAPPINGS,
             probe_size: DEFAULT_PROBE_SIZE,
             boot_bypass: true,
             fault_backlog: DEFAULT_FAULT_BACKLOG,
@@ -141,14 +166,18 @@ impl Default for IommuConfig {
 pub struct VirtioIommu {
     shared: Arc<Shared>,
     mem: GuestMemoryMmap,
-    backend: Option<Box<dyn DmaBackend>>,
+    host: Option<HostSpaces>,
+    /// Told when the host DMA state is lost (the VM must stop).
+    stop: Option<Arc<GuestEvents>>,
+    lost_reported: bool,
     page_size_mask: u64,
     probe_size: u32,
     boot_bypass: bool,
     queue_sizes: [u16; 2],
     acked_features: u64,
     request_queue: Option<Queue>,
-    event_queue: Option<Queue>,
+    /// The event queue, behind a lock of its own (see `event.rs`).
+    events: Arc<Mutex<EventQueue>>,
     interrupt: Option<Arc<dyn VirtioInterrupt>>,
     /// Set when a poller thread serves the request queue between kicks.
     poller: Option<Arc<super::PollSignal>>,
@@ -190,14 +219,24 @@ fn validate(config: &IommuConfig) -> Result<u32, Error> {
 }
 
 impl VirtioIommu {
-    /// A device for `config`, its queues in `mem`, mirroring domain changes
-    /// into `backend` when there is one.
+    /// A device for `config`, its queues in `mem`, keeping the host address
+    /// spaces of `host`'s endpoints in step with the guest's domains. With
+    /// boot bypass, those get the identity map of `mem` here.
     pub fn new(
         config: IommuConfig,
         mem: GuestMemoryMmap,
-        backend: Option<Box<dyn DmaBackend>>,
+        host: Option<HostDma>,
     ) -> Result<Self, Error> {
         let probe_size = validate(&config)?;
+        if let Some(h) = &host {
+            if let Some(&ep) = h
+                .endpoints
+                .iter()
+                .find(|ep| !config.endpoints.iter().any(|e| e.id == **ep))
+            {
+                return Err(Error::UnknownEndpoint(ep));
+            }
+        }
         let limits = Limits {
             granule: 1 << config.page_size_mask.trailing_zeros(),
             input_start: *config.input_range.start(),
@@ -205,12 +244,25 @@ impl VirtioIommu {
             domain_start: *config.domain_range.start(),
             domain_end: *config.domain_range.end(),
             max_mappings: config.max_mappings_per_domain,
+            max_total_mappings: config.max_mappings_total,
         };
         let state = IommuState::new(
             config.endpoints.into_iter().map(|e| (e.id, e.reserved)),
             limits,
             config.boot_bypass,
         );
+        let host = match host {
+            Some(h) => {
+                let ram: Vec<(u64, u64)> =
+                    mem.iter().map(|r| (r.start_addr().0, r.len())).collect();
+                let mut spaces = HostSpaces::new(h.backend, h.endpoints, &ram);
+                spaces
+                    .sync(&state)
+                    .map_err(|(endpoint, source)| Error::HostDma { endpoint, source })?;
+                Some(spaces)
+            }
+            None => None,
+        };
         let faults = FaultQueue::new(config.fault_backlog).map_err(Error::EventFd)?;
         Ok(Self {
             shared: Arc::new(Shared {
@@ -218,14 +270,16 @@ impl VirtioIommu {
                 faults,
             }),
             mem,
-            backend,
+            host,
+            stop: None,
+            lost_reported: false,
             page_size_mask: config.page_size_mask,
             probe_size,
             boot_bypass: config.boot_bypass,
             queue_sizes: [config.queue_size; 2],
             acked_features: 0,
             request_queue: None,
-            event_queue: None,
+            events: Arc::default(),
             interrupt: None,
             poller: None,
             polling: false,
@@ -242,9 +296,20 @@ impl VirtioIommu {
     }
 
     /// Readable when faults wait for delivery: then call
-    /// `process_queue(EVENT_QUEUE)`.
+    /// `process_queue(EVENT_QUEUE)`, or better [`FaultDelivery::deliver`].
     pub fn fault_eventfd(&self) -> &EventFd {
         self.shared.faults.eventfd()
+    }
+
+    /// A handle that delivers faults into the event queue without this
+    /// device's lock (which the request path holds across host DMA calls).
+    pub fn fault_delivery(&self) -> FaultDelivery {
+        FaultDelivery {
+            shared: self.shared.clone(),
+            events: self.events.clone(),
+            mem: self.mem.clone(),
+            index: EVENT_QUEUE as u16,
+        }
     }
 
     /// Faults lost because the backlog was full.
@@ -260,9 +325,99 @@ impl VirtioIommu {
     /// System (VM) reset: a device reset that also restores `bypass` to
     /// its boot value, which a device reset keeps (virtio 1.3 §5.13.4.1).
     pub fn system_reset(&mut self) {
-        self.reset();
-        let bypass = self.boot_bypass;
-        self.write_state(|s| s.set_bypass(bypass));
+        self.reset_to(Some(self.boot_bypass));
+    }
+
+    /// Where to raise [`GuestEvent::DeviceFailure`] if the host DMA state
+    /// is lost (a host unmap failed and the address space could not even be
+    /// emptied): the VM must not run on with DMA it cannot revoke.
+    pub fn set_stop_events(&mut self, events: Arc<GuestEvents>) {
+        self.stop = Some(events);
+    }
+
+    fn sides(&mut self) -> Sides<'_> {
+        Sides {
+            state: &self.shared.state,
+            host: self.host.as_mut(),
+        }
+    }
+
+    /// Raises the stop event once when the host DMA state was lost.
+    fn report_lost(&mut self) {
+        if self.lost_reported {
+            return;
+        }
+        let Some(why) = self.host.as_ref().and_then(HostSpaces::lost) else {
+            return;
+        };
+        self.lost_reported = true;
+        let why = format!("virtio-iommu: host DMA mappings cannot be revoked: {why}");
+        log::error!("{why}");
+        if let Some(stop) = &self.stop {
+            stop.raise(GuestEvent::DeviceFailure(why));
+        }
+    }
+
+    fn reset_to(&mut self, bypass_after: Option<bool>) {
+        apply::reset(&mut self.sides(), bypass_after);
+        self.report_lost();
+        self.shared.faults.clear();
+        self.acked_features = 0;
+        self.request_queue = None;
+        *self.events.lock().unwrap_or_else(PoisonError::into_inner) = EventQueue::default();
+        self.interrupt = None;
+        self.polling = false;
+    }
+
+    /// Checks the rule of `host.rs` against what the host really holds
+    /// (`actual(endpoint)`, e.g. a [`super::testing::FakeDmaHandle`]): every
+    /// assigned endpoint's address space equals what the virtual state
+    /// gives it (nothing when quarantined). Skipped once the host state is
+    /// lost.
+    #[cfg(any(test, feature = "test-utils"))]
+    pub fn check_host(
+        &self,
+        actual: &dyn Fn(u32) -> Vec<super::HostMapping>,
+    ) -> Result<(), String> {
+        let Some(host) = &self.host else {
+            return Ok(());
+        };
+        if host.lost().is_some() {
+            return Ok(());
+        }
+        let ram: Vec<(u64, u64)> = self
+            .mem
+            .iter()
+            .map(|r| (r.start_addr().0, r.len()))
+            .collect();
+        self.read_state(|state| {
+            for ep in host.endpoints() {
+                let want =
+                    super::testing::expected_host(state, &ram, ep, host.is_quarantined(ep));
+                let got = actual(ep);
+                if want != got {
+                    return Err(format!(
+                        "endpoint {ep:#x} (domain {:?}, bypass {}, quarantined {}): host holds {got:x?}, virtual state gives {want:x?}",
+                        state.endpoint_domain(ep),
+                        state.bypass(),
+                        host.is_quarantined(ep)
+                    ));
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Whether `endpoint` is quarantined after a host DMA failure.
+    pub fn is_quarantined(&self, endpoint: u32) -> bool {
+        self.host
+            .as_ref()
+            .is_some_and(|h| h.is_quarantined(endpoint))
+    }
+
+    /// Whether the host DMA state is lost (see `host.rs`).
+    pub fn host_lost(&self) -> bool {
+        self.host.as_ref().and_then(HostSpaces::lost).is_some()
     }
 
     fn read_state<T>(&self, f: impl FnOnce(&IommuState) -> T) -> T {
@@ -270,14 +425,6 @@ impl VirtioIommu {
             .shared
             .state
             .read()
-            .unwrap_or_else(PoisonError::into_inner))
-    }
-
-    fn write_state<T>(&self, f: impl FnOnce(&mut IommuState) -> T) -> T {
-        f(&mut self
-            .shared
-            .state
-            .write()
             .unwrap_or_else(PoisonError::into_inner))
     }
 
@@ -298,11 +445,14 @@ impl VirtioIommu {
     fn notify(&mut self, index: usize) {
         let queue = match index {
             REQUEST_QUEUE => self.request_queue.as_mut(),
-            _ => self.event_queue.as_mut(),
+            _ => None,
         };
         let Some(queue) = queue else { return };
         let needed = queue.needs_notification(&self.mem).unwrap_or_else(|e| {
-            log::warn!("virtio-iommu: queue {index}: event suppression unreadable: {e}");
+            crate::guest_log!(
+                log::Level::Warn,
+                "virtio-iommu: queue {index}: event suppression unreadable: {e}"
+            );
             true
         });
         if needed {
@@ -369,9 +519,7 @@ impl VirtioIommu {
                 let head = chain.head_index();
                 let len = process_chain(
                     &self.shared.state,
-                    self.backend
-                        .as_mut()
-                        .map(|b| &mut **b as &mut dyn DmaBackend),
+                    self.host.as_mut(),
                     acked,
                     probe_size,
                     mem,
@@ -397,61 +545,9 @@ impl VirtioIommu {
         if used_any {
             self.notify(REQUEST_QUEUE);
         }
+        self.report_lost();
         used_any
     }
-
-    fn deliver_faults(&mut self) {
-        let faults = &self.shared.faults;
-        faults.clear_signal();
-        let Some(queue) = self.event_queue.as_mut() else {
-            return;
-        };
-        let mem = &self.mem;
-        let mut used_any = false;
-        while let Some(fault) = faults.pop() {
-            let Some(chain) = queue.pop_descriptor_chain(mem) else {
-                // No buffer: keep it until the driver adds some and kicks.
-                faults.unpop(fault);
-                break;
-            };
-            let head = chain.head_index();
-            let len = write_fault(mem, chain, fault.record());
-            if len == 0 {
-                faults.unpop(fault);
-            }
-            if let Err(e) = queue.add_used(mem, head, len) {
-                log::warn!("virtio-iommu: cannot return event buffer {head}: {e}");
-            }
-            used_any = true;
-        }
-        if used_any {
-            self.notify(EVENT_QUEUE);
-        }
-    }
-}
-
-/// Writes one fault record into an event buffer; returns the used length
-/// (0 when the buffer cannot hold a record).
-fn write_fault(
-    mem: &GuestMemoryMmap,
-    chain: DescriptorChain<&GuestMemoryMmap>,
-    record: FaultRecord,
-) -> u32 {
-    let mut writer = match Writer::new(mem, chain) {
-        Ok(w) => w,
-        Err(e) => {
-            log::warn!("virtio-iommu: bad event buffer: {e}");
-            return 0;
-        }
-    };
-    if writer.available_bytes() < std::mem::size_of::<FaultRecord>() {
-        log::warn!("virtio-iommu: event buffer too small for a fault record");
-        return 0;
-    }
-    if let Err(e) = writer.write_obj(record) {
-        log::warn!("virtio-iommu: cannot write fault record: {e}");
-    }
-    u32::try_from(writer.bytes_written()).unwrap_or(0)
 }
 
 impl VirtioDevice for VirtioIommu {
@@ -488,9 +584,17 @@ impl VirtioDevice for VirtioIommu {
         let negotiated = self.acked_features & VIRTIO_IOMMU_F_BYPASS_CONFIG != 0;
         match (offset, data) {
             (CONFIG_BYPASS_OFFSET, &[value @ (0 | 1)]) if negotiated => {
-                self.write_state(|s| s.set_bypass(value == 1));
+                if let Err(e) = apply::set_bypass(&mut self.sides(), value == 1) {
+                    crate::guest_log!(
+                        log::Level::Warn,
+                        "virtio-iommu: bypass stays {}: {e}",
+                        1 - value
+                    );
+                }
+                self.report_lost();
             }
-            _ => log::debug!(
+            _ => crate::guest_log!(
+                log::Level::Debug,
                 "virtio-iommu: ignoring config write of {} bytes at {offset:#x}",
                 data.len()
             ),
@@ -508,44 +612,42 @@ impl VirtioDevice for VirtioIommu {
             match index {
                 REQUEST_QUEUE => request = Some(queue),
                 EVENT_QUEUE => event = Some(queue),
-                _ => log::warn!("virtio-iommu: ignoring unknown queue {index}"),
+                _ => crate::guest_log!(
+                    log::Level::Warn,
+                    "virtio-iommu: ignoring unknown queue {index}"
+                ),
             }
         }
         let request = request.ok_or(ActivateError::MissingQueue(REQUEST_QUEUE))?;
         if event.is_none() {
-            log::warn!("virtio-iommu: no event queue, faults stay in the backlog");
+            crate::guest_log!(
+                log::Level::Warn,
+                "virtio-iommu: no event queue, faults stay in the backlog"
+            );
         }
         self.request_queue = Some(request);
-        self.event_queue = event;
+        *self.events.lock().unwrap_or_else(PoisonError::into_inner) = EventQueue {
+            queue: event,
+            interrupt: Some(interrupt.clone()),
+        };
         self.interrupt = Some(interrupt);
         // Faults raised before the driver was ready go out now.
-        self.deliver_faults();
+        self.fault_delivery().deliver();
         Ok(())
     }
 
     fn process_queue(&mut self, index: usize) {
         match index {
             REQUEST_QUEUE => self.process_requests(),
-            EVENT_QUEUE => self.deliver_faults(),
-            _ => log::warn!("virtio-iommu: notification for unknown queue {index}"),
+            EVENT_QUEUE => self.fault_delivery().deliver(),
+            _ => crate::guest_log!(
+                log::Level::Warn,
+                "virtio-iommu: notification for unknown queue {index}"
+            ),
         }
     }
 
     fn reset(&mut self) {
-        let backend = self
-            .backend
-            .as_mut()
-            .map(|b| &mut **b as &mut dyn DmaBackend);
-        self.shared
-            .state
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .reset(backend);
-        self.shared.faults.clear();
-        self.acked_features = 0;
-        self.request_queue = None;
-        self.event_queue = None;
-        self.interrupt = None;
-        self.polling = false;
+        self.reset_to(None);
     }
 }

@@ -1,11 +1,13 @@
-//! The DMA back-end hook: what the virtio-iommu tells the component that
-//! programs real DMA translation (VFIO, later) when the guest changes a
-//! domain. Emulated devices need none of this: they translate through
-//! [`super::EndpointIommu`] on every access.
+//! The DMA back-end: the narrow interface to the host IOMMU that real DMA
+//! from assigned endpoints goes through (VFIO). Each assigned endpoint has
+//! its own host address space (one VFIO container per endpoint); the
+//! back-end only maps and unmaps ranges in it. Which ranges belong there is
+//! decided from the virtual state by `host.rs`. Emulated endpoints need none
+//! of this: they translate through [`super::EndpointIommu`] on every access.
 
 use super::protocol::{VIRTIO_IOMMU_MAP_F_MMIO, VIRTIO_IOMMU_MAP_F_READ, VIRTIO_IOMMU_MAP_F_WRITE};
 
-/// Access rights of a mapping handed to a [`DmaBackend`].
+/// Access rights of a host mapping.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DmaPerm {
     /// Endpoints may read.
@@ -17,6 +19,13 @@ pub struct DmaPerm {
 }
 
 impl DmaPerm {
+    /// Read and write: the rights of the identity map of bypass.
+    pub const READ_WRITE: Self = Self {
+        read: true,
+        write: true,
+        mmio: false,
+    };
+
     /// Rights described by `VIRTIO_IOMMU_MAP_F_*` flags.
     pub fn from_map_flags(flags: u32) -> Self {
         Self {
@@ -27,15 +36,29 @@ impl DmaPerm {
     }
 }
 
+/// One range of an endpoint's host address space: IOVAs
+/// `iova..iova + size` reach guest-physical `phys..phys + size`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HostMapping {
+    /// First IOVA.
+    pub iova: u64,
+    /// Bytes mapped (never 0).
+    pub size: u64,
+    /// Guest-physical address of `iova`.
+    pub phys: u64,
+    /// Rights.
+    pub perm: DmaPerm,
+}
+
 /// Why a [`DmaBackend`] refused an operation.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum DmaError {
-    /// Out of resources (e.g. the host's DMA mapping limit): the guest sees
-    /// `VIRTIO_IOMMU_S_NOMEM`.
+    /// Out of resources (e.g. the host's DMA mapping limit or locked-memory
+    /// limit): the guest sees `VIRTIO_IOMMU_S_NOMEM`.
     #[error("DMA back-end out of resources: {0}")]
     NoResources(String),
-    /// The back-end cannot do this (e.g. bypass for an assigned device):
-    /// ATTACH fails with `VIRTIO_IOMMU_S_UNSUPP`.
+    /// The back-end cannot do this (e.g. MMIO mappings for an assigned
+    /// device): the guest sees `VIRTIO_IOMMU_S_UNSUPP`.
     #[error("DMA back-end does not support this: {0}")]
     Unsupported(String),
     /// Anything else: the guest sees `VIRTIO_IOMMU_S_DEVERR`.
@@ -43,54 +66,34 @@ pub enum DmaError {
     Failed(String),
 }
 
-/// Mirrors domain changes into a DMA translation back-end.
+/// The host IOMMU of the assigned endpoints: one address space per
+/// endpoint, identified by endpoint ID.
 ///
-/// Calls happen on the request-queue thread with the IOMMU state locked, in
-/// request order, before the request completes:
-/// * MAP: `map` first; the mapping is recorded only if it succeeds.
-/// * UNMAP: `unmap` once per removed mapping with its exact range, after the
-///   mappings left the IOMMU's own table.
-/// * ATTACH: `attach` after the endpoint left its previous domain (that is a
-///   `detach`), before it is recorded in the new one; on failure the
-///   endpoint stays unattached.
-/// * A domain whose last endpoint leaves is destroyed: `unmap` for each of
-///   its mappings, then `detach` of that endpoint.
-///
-/// A mapping covering the whole 64-bit space has no `u64` size: with a
-/// back-end present, MAP of such a range fails with `VIRTIO_IOMMU_S_RANGE`.
+/// Calls come from the request-queue thread, in request order, while no
+/// lock that emulated DMA or the event loop needs is held. The virtio-iommu
+/// only ever maps a range that is free in that address space, and only
+/// unmaps whole ranges it mapped before (or ranges that may already be
+/// gone, when it cleans up after a failure).
 pub trait DmaBackend: Send {
-    /// `domain` now maps `iova..iova + size` to guest-physical `phys`.
-    fn map(
-        &mut self,
-        domain: u32,
-        iova: u64,
-        size: u64,
-        phys: u64,
-        perm: DmaPerm,
-    ) -> Result<(), DmaError>;
+    /// Maps `mapping` into `endpoint`'s address space. On error nothing of
+    /// it is mapped.
+    fn map(&mut self, endpoint: u32, mapping: &HostMapping) -> Result<(), DmaError>;
 
-    /// `domain` no longer maps `iova..iova + size` (one whole earlier map).
-    fn unmap(&mut self, domain: u32, iova: u64, size: u64) -> Result<(), DmaError>;
+    /// Unmaps `iova..iova + size` from `endpoint`'s address space. On
+    /// success nothing is mapped in that range any more (it is not an
+    /// error if nothing was).
+    fn unmap(&mut self, endpoint: u32, iova: u64, size: u64) -> Result<(), DmaError>;
 
-    /// `endpoint` joins `domain`; `bypass` domains translate 1:1.
-    fn attach(&mut self, endpoint: u32, domain: u32, bypass: bool) -> Result<(), DmaError> {
-        let _ = (endpoint, domain, bypass);
-        Ok(())
+    /// Whether [`DmaBackend::unmap_all`] works on this host (VFIO: the
+    /// `VFIO_UNMAP_ALL` extension, Linux 5.12 and later), probed once.
+    fn can_unmap_all(&self) -> bool {
+        false
     }
 
-    /// `endpoint` left `domain` (it is unattached until its next attach).
-    fn detach(&mut self, endpoint: u32, domain: u32) {
-        let _ = (endpoint, domain);
-    }
-}
-
-/// Reborrows an optional back-end for a shorter call (a plain
-/// `as_deref_mut` cannot shorten the trait object's lifetime).
-pub fn reborrow<'a>(
-    backend: &'a mut Option<&mut dyn DmaBackend>,
-) -> Option<&'a mut dyn DmaBackend> {
-    match backend {
-        Some(b) => Some(&mut **b),
-        None => None,
+    /// Empties `endpoint`'s address space in one call. On error any part
+    /// of it may remain mapped.
+    fn unmap_all(&mut self, endpoint: u32) -> Result<(), DmaError> {
+        let _ = endpoint;
+        Err(DmaError::Unsupported("unmap-all".into()))
     }
 }

@@ -1,15 +1,23 @@
 //! Fault reporting: translation faults raised by endpoints wait in a
 //! bounded backlog, an eventfd tells the VMM there is something to deliver,
-//! and the device writes them as `struct virtio_iommu_fault` records into
-//! event-queue buffers. Faults that do not fit the backlog are counted and
-//! logged, never dropped silently.
+//! and [`FaultDelivery`] writes them as `struct virtio_iommu_fault` records
+//! into event-queue buffers. Faults that do not fit the backlog are counted
+//! and logged (rate-limited), never dropped silently.
+//!
+//! The event queue has a lock of its own, apart from the device's: the
+//! VMM's event loop delivers faults through a [`FaultDelivery`] handle and
+//! never waits for the request path, which may be in a long host DMA call.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
-use vm_memory::Permissions;
+use virtio_queue::{DescriptorChain, Queue, QueueT, Writer};
+use vm_memory::{GuestMemoryMmap, Permissions};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+
+use super::Shared;
+use crate::virtio::VirtioInterrupt;
 
 use super::protocol::{
     FaultRecord, VIRTIO_IOMMU_FAULT_F_ADDRESS, VIRTIO_IOMMU_FAULT_F_READ,
@@ -104,19 +112,16 @@ impl FaultQueue {
 
     /// Queues `fault` and signals the eventfd.
     pub fn report(&self, fault: Fault) {
-        log::debug!("virtio-iommu: fault {fault:?}");
+        crate::guest_log!(log::Level::Debug, "virtio-iommu: fault {fault:?}");
         {
             let mut backlog = self.backlog.lock().unwrap_or_else(PoisonError::into_inner);
             if backlog.len() >= self.capacity {
                 let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-                // Log the first loss and then every 1024th, so a device
-                // faulting in a loop cannot flood the log.
-                if n == 1 || n & 1023 == 0 {
-                    log::warn!(
-                        "virtio-iommu: fault backlog full ({} entries), dropped {fault:?} ({n} dropped so far)",
-                        self.capacity
-                    );
-                }
+                crate::guest_log!(
+                    log::Level::Warn,
+                    "virtio-iommu: fault backlog full ({} entries), dropped {fault:?} ({n} dropped so far)",
+                    self.capacity
+                );
                 return;
             }
             backlog.push_back(fault);
@@ -157,10 +162,113 @@ impl FaultQueue {
             n
         };
         if n > 0 {
-            log::warn!("virtio-iommu: reset discarded {n} undelivered faults");
+            crate::guest_log!(
+                log::Level::Warn,
+                "virtio-iommu: reset discarded {n} undelivered faults"
+            );
         }
         self.clear_signal();
     }
+}
+
+/// The event queue once the driver set it up, and how to interrupt it.
+#[derive(Default)]
+pub(crate) struct EventQueue {
+    pub(crate) queue: Option<Queue>,
+    pub(crate) interrupt: Option<Arc<dyn VirtioInterrupt>>,
+}
+
+/// Delivers waiting faults into the event queue; see the module
+/// documentation for why it is a handle of its own.
+#[derive(Clone)]
+pub struct FaultDelivery {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) events: Arc<Mutex<EventQueue>>,
+    pub(crate) mem: GuestMemoryMmap,
+    pub(crate) index: u16,
+}
+
+impl FaultDelivery {
+    /// Readable when faults wait for delivery: then call [`Self::deliver`].
+    pub fn eventfd(&self) -> &EventFd {
+        self.shared.faults.eventfd()
+    }
+
+    /// Writes waiting faults into the buffers the driver gave the event
+    /// queue, as many as fit; the rest wait for more buffers.
+    pub fn deliver(&self) {
+        let faults = &self.shared.faults;
+        faults.clear_signal();
+        let mut events = self.events.lock().unwrap_or_else(PoisonError::into_inner);
+        let EventQueue { queue, interrupt } = &mut *events;
+        let Some(queue) = queue.as_mut() else {
+            return;
+        };
+        let mem = &self.mem;
+        let mut used_any = false;
+        while let Some(fault) = faults.pop() {
+            let Some(chain) = queue.pop_descriptor_chain(mem) else {
+                // No buffer: keep it until the driver adds some and kicks.
+                faults.unpop(fault);
+                break;
+            };
+            let head = chain.head_index();
+            let len = write_fault(mem, chain, fault.record());
+            if len == 0 {
+                faults.unpop(fault);
+            }
+            if let Err(e) = queue.add_used(mem, head, len) {
+                crate::guest_log!(
+                    log::Level::Warn,
+                    "virtio-iommu: cannot return event buffer {head}: {e}"
+                );
+            }
+            used_any = true;
+        }
+        if !used_any {
+            return;
+        }
+        let needed = queue.needs_notification(mem).unwrap_or_else(|e| {
+            crate::guest_log!(
+                log::Level::Warn,
+                "virtio-iommu: event queue suppression unreadable: {e}"
+            );
+            true
+        });
+        if let (true, Some(irq)) = (needed, interrupt) {
+            irq.notify_queue(self.index);
+        }
+    }
+}
+
+/// Writes one fault record into an event buffer; returns the used length
+/// (0 when the buffer cannot hold a record).
+fn write_fault(
+    mem: &GuestMemoryMmap,
+    chain: DescriptorChain<&GuestMemoryMmap>,
+    record: FaultRecord,
+) -> u32 {
+    let mut writer = match Writer::new(mem, chain) {
+        Ok(w) => w,
+        Err(e) => {
+            crate::guest_log!(log::Level::Warn, "virtio-iommu: bad event buffer: {e}");
+            return 0;
+        }
+    };
+    if writer.available_bytes() < std::mem::size_of::<FaultRecord>() {
+        crate::guest_log!(
+            log::Level::Warn,
+            "virtio-iommu: event buffer too small for a fault record"
+        );
+        return 0;
+    }
+    if let Err(e) = writer.write_obj(record) {
+        crate::guest_log!(
+            log::Level::Warn,
+            "virtio-iommu: cannot write fault record: {e}"
+        );
+    }
+    u32::try_from(writer.bytes_written()).unwrap_or(0)
 }
 
 #[cfg(test)]

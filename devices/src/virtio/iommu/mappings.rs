@@ -241,26 +241,20 @@ impl MappingStore {
     }
 
     /// UNMAP of `start..=end`: removes every mapping inside the range and
-    /// returns them in IOVA order, or changes nothing if a mapping would be
-    /// split.
-    pub fn remove(&mut self, start: u64, end: u64) -> Result<Vec<Mapping>, UnmapError> {
+    /// returns how many, or changes nothing if a mapping would be split.
+    /// Nothing is collected on the way: O(k log n) for k removed mappings,
+    /// with no allocation.
+    pub fn remove(&mut self, start: u64, end: u64) -> Result<usize, UnmapError> {
         self.check_remove(start, end)?;
-        let keys: Vec<u64> = self.map.range(start..=end).map(|(&s, _)| s).collect();
-        let mut removed = Vec::with_capacity(keys.len());
-        for key in keys {
-            if let Some(e) = self.map.remove(&key) {
-                removed.push(Self::mapping(key, &e));
-            }
-        }
-        Ok(removed)
+        Ok(self.map.extract_if(start..=end, |_, _| true).count())
     }
 
-    /// Removes and returns every mapping.
-    pub fn drain(&mut self) -> Vec<Mapping> {
-        std::mem::take(&mut self.map)
-            .into_iter()
-            .map(|(s, e)| Self::mapping(s, &e))
-            .collect()
+    /// Mappings inside `start..=end`, in IOVA order: what [`Self::remove`]
+    /// would remove when [`Self::check_remove`] accepts the range.
+    pub fn inside(&self, start: u64, end: u64) -> impl Iterator<Item = Mapping> + '_ {
+        self.map
+            .range(start..=end.max(start))
+            .map(|(&s, e)| Self::mapping(s, e))
     }
 
     /// All mappings, in IOVA order.
@@ -298,20 +292,20 @@ mod tests {
     #[test]
     fn spec_example_1_unmap_of_nothing_succeeds() {
         let mut s = store(&[]);
-        assert_eq!(s.remove(0, 4), Ok(vec![]));
+        assert_eq!(s.remove(0, 4), Ok(0));
     }
 
     #[test]
     fn spec_example_2_exact_unmap() {
         let mut s = store(&[(0, 9)]);
-        assert_eq!(s.remove(0, 9), Ok(vec![m(0, 9)]));
+        assert_eq!(s.remove(0, 9), Ok(1));
         assert!(s.is_empty());
     }
 
     #[test]
     fn spec_example_3_two_adjacent_mappings() {
         let mut s = store(&[(0, 4), (5, 9)]);
-        assert_eq!(s.remove(0, 9), Ok(vec![m(0, 4), m(5, 9)]));
+        assert_eq!(s.remove(0, 9), Ok(2));
         assert!(s.is_empty());
     }
 
@@ -332,21 +326,25 @@ mod tests {
     #[test]
     fn spec_example_5_first_of_two() {
         let mut s = store(&[(0, 4), (5, 9)]);
-        assert_eq!(s.remove(0, 4), Ok(vec![m(0, 4)]));
+        assert_eq!(s.remove(0, 4), Ok(1));
         assert_eq!(starts(&s), vec![(5, 9)]);
     }
 
     #[test]
     fn spec_example_6_range_larger_than_mapping() {
         let mut s = store(&[(0, 4)]);
-        assert_eq!(s.remove(0, 9), Ok(vec![m(0, 4)]));
+        assert_eq!(s.remove(0, 9), Ok(1));
         assert!(s.is_empty());
     }
 
     #[test]
     fn spec_example_7_range_spanning_a_hole() {
         let mut s = store(&[(0, 4), (10, 14)]);
-        assert_eq!(s.remove(0, 14), Ok(vec![m(0, 4), m(10, 14)]));
+        assert_eq!(
+            s.inside(0, 14).collect::<Vec<_>>(),
+            vec![m(0, 4), m(10, 14)]
+        );
+        assert_eq!(s.remove(0, 14), Ok(2));
         assert!(s.is_empty());
     }
 
@@ -373,7 +371,7 @@ mod tests {
     #[test]
     fn unmap_in_a_hole_or_reversed() {
         let mut s = store(&[(0, 4), (10, 14)]);
-        assert_eq!(s.remove(5, 9), Ok(vec![]));
+        assert_eq!(s.remove(5, 9), Ok(0));
         assert_eq!(
             s.remove(9, 5),
             Err(UnmapError::BadRange { start: 9, end: 5 })
@@ -384,7 +382,7 @@ mod tests {
     #[test]
     fn unmap_the_whole_space() {
         let mut s = store(&[(0, 4), (10, 14), (u64::MAX - 9, u64::MAX)]);
-        assert_eq!(s.remove(0, u64::MAX).map(|v| v.len()), Ok(3));
+        assert_eq!(s.remove(0, u64::MAX), Ok(3));
         assert!(s.is_empty());
     }
 
@@ -427,6 +425,26 @@ mod tests {
         assert_eq!(s.insert(m(20, 29)), Err(MapError::LimitReached(2)));
         s.remove(0, 9).expect("unmap");
         s.insert(m(20, 29)).expect("room again");
+    }
+
+    /// What a mapping costs in host memory, for the bounds documented in
+    /// docs/iommu.md (measured: 47.5 bytes scattered, 63.6 bytes in
+    /// ascending order, which leaves B-tree nodes half full).
+    #[test]
+    fn memory_per_mapping() {
+        for (name, order) in [("ascending", false), ("scattered", true)] {
+            let (store, bytes) = crate::test_alloc::retained(|| {
+                let mut s = MappingStore::new(DEFAULT_MAX_MAPPINGS);
+                for i in 0..100_000u64 {
+                    let k = if order { (i * 7919) % 100_000 } else { i };
+                    s.insert(m(k * 0x1000, k * 0x1000 + 0xfff)).expect("insert");
+                }
+                s
+            });
+            let per = bytes as f64 / store.len() as f64;
+            eprintln!("{name}: {per:.1} bytes per mapping");
+            assert!(per < 72.0, "{per} bytes per mapping");
+        }
     }
 
     #[test]

@@ -2,12 +2,14 @@
 //! one handler per request type (wire-level checks, then the domain
 //! operation), and writing the reply (PROBE properties and the tail).
 //!
-//! Malformed chains never panic. Where the device-writable part can hold a
+//! Malformed chains never panic, and nothing allocated or written scales
+//! with a length the guest chose. Where the device-writable part can hold a
 //! tail the guest gets a status (`IOERR` for a device-readable part too
 //! short for its type, `INVAL` for a PROBE buffer smaller than
-//! `probe_size`, `UNSUPP` in the last four writable bytes for an unknown
-//! request type); otherwise, and for a chain without a head, the chain is
-//! returned with used length 0.
+//! `probe_size`); a chain without a head or without room for a tail, and a
+//! request of an unknown type (virtio 1.3 §5.13.6: the device does not know
+//! where its tail is, so it writes nothing), is returned with used
+//! length 0.
 
 use std::io::Write;
 use std::sync::{PoisonError, RwLock};
@@ -15,8 +17,9 @@ use std::sync::{PoisonError, RwLock};
 use virtio_queue::{DescriptorChain, Reader, Writer};
 use vm_memory::{ByteValued, GuestMemoryMmap};
 
-use super::dma::{reborrow, DmaBackend};
+use super::apply::{self, Sides};
 use super::domains::{DomainError, IommuState};
+use super::host::HostSpaces;
 use super::mappings::Mapping;
 use super::probe::encode_properties;
 use super::protocol::{
@@ -53,9 +56,9 @@ pub enum Reply {
 /// Everything a handler works on.
 pub struct RequestContext<'a> {
     /// Domains and endpoints.
-    pub state: &'a mut IommuState,
-    /// DMA back-end to mirror domain changes into, if any.
-    pub backend: Option<&'a mut dyn DmaBackend>,
+    pub state: &'a RwLock<IommuState>,
+    /// Host address spaces of assigned endpoints, if any.
+    pub host: Option<&'a mut HostSpaces>,
     /// Features the driver accepted.
     pub acked_features: u64,
     /// Size of the PROBE properties buffer.
@@ -66,13 +69,20 @@ impl RequestContext<'_> {
     fn has(&self, feature: u64) -> bool {
         self.acked_features & feature != 0
     }
+
+    fn sides(&mut self) -> Sides<'_> {
+        Sides {
+            state: self.state,
+            host: self.host.as_deref_mut(),
+        }
+    }
 }
 
 fn status_of<T>(what: &str, r: Result<T, DomainError>) -> Status {
     match r {
         Ok(_) => Status::Ok,
         Err(e) => {
-            log::debug!("virtio-iommu: {what} refused: {e}");
+            crate::guest_log!(log::Level::Debug, "virtio-iommu: {what} refused: {e}");
             e.status()
         }
     }
@@ -87,24 +97,27 @@ pub fn handle_attach(ctx: &mut RequestContext<'_>, req: &ReqAttach) -> Status {
         0
     };
     if req.reserved != [0; 4] || flags & !known != 0 {
-        log::debug!("virtio-iommu: ATTACH with reserved bytes or unknown flags {flags:#x}");
+        crate::guest_log!(
+            log::Level::Debug,
+            "virtio-iommu: ATTACH with reserved bytes or unknown flags {flags:#x}"
+        );
         return Status::Inval;
     }
-    let r = ctx.state.attach(
+    let r = apply::attach(
+        &mut ctx.sides(),
         req.endpoint.to_native(),
         req.domain.to_native(),
         flags & VIRTIO_IOMMU_ATTACH_F_BYPASS != 0,
-        reborrow(&mut ctx.backend),
     );
     status_of("ATTACH", r)
 }
 
 /// DETACH: reserved bytes are ignored.
 pub fn handle_detach(ctx: &mut RequestContext<'_>, req: &ReqDetach) -> Status {
-    let r = ctx.state.detach(
+    let r = apply::detach(
+        &mut ctx.sides(),
         req.endpoint.to_native(),
         req.domain.to_native(),
-        reborrow(&mut ctx.backend),
     );
     status_of("DETACH", r)
 }
@@ -118,7 +131,10 @@ pub fn handle_map(ctx: &mut RequestContext<'_>, req: &ReqMap) -> Status {
     if flags & !VIRTIO_IOMMU_MAP_F_MASK != 0
         || (flags & VIRTIO_IOMMU_MAP_F_MMIO != 0 && !ctx.has(VIRTIO_IOMMU_F_MMIO))
     {
-        log::debug!("virtio-iommu: MAP with unsupported flags {flags:#x}");
+        crate::guest_log!(
+            log::Level::Debug,
+            "virtio-iommu: MAP with unsupported flags {flags:#x}"
+        );
         return Status::Inval;
     }
     let mapping = Mapping {
@@ -127,9 +143,7 @@ pub fn handle_map(ctx: &mut RequestContext<'_>, req: &ReqMap) -> Status {
         phys: req.phys_start.to_native(),
         flags,
     };
-    let r = ctx
-        .state
-        .map(req.domain.to_native(), mapping, reborrow(&mut ctx.backend));
+    let r = apply::map(&mut ctx.sides(), req.domain.to_native(), mapping);
     status_of("MAP", r)
 }
 
@@ -139,26 +153,43 @@ pub fn handle_unmap(ctx: &mut RequestContext<'_>, req: &ReqUnmap) -> Status {
         return Status::Unsupp;
     }
     if req.reserved != [0; 4] {
-        log::debug!("virtio-iommu: UNMAP with reserved bytes set");
+        crate::guest_log!(
+            log::Level::Debug,
+            "virtio-iommu: UNMAP with reserved bytes set"
+        );
         return Status::Inval;
     }
-    let r = ctx.state.unmap(
+    let r = apply::unmap(
+        &mut ctx.sides(),
         req.domain.to_native(),
         req.virt_start.to_native(),
         req.virt_end.to_native(),
-        reborrow(&mut ctx.backend),
     );
     status_of("UNMAP", r)
 }
 
-/// PROBE: the endpoint's reserved regions as RESV_MEM properties.
+/// PROBE: the endpoint's reserved regions as RESV_MEM properties; DEVERR
+/// for a quarantined endpoint.
 pub fn handle_probe(ctx: &mut RequestContext<'_>, req: &ReqProbe) -> Reply {
+    let endpoint = req.endpoint.to_native();
     let zeros = || vec![0; ctx.probe_size];
-    match ctx.state.reserved_regions(req.endpoint.to_native()) {
+    if ctx
+        .host
+        .as_deref()
+        .is_some_and(|h| h.is_quarantined(endpoint))
+    {
+        let e = DomainError::Quarantined(endpoint);
+        return Reply::Probe(zeros(), status_of("PROBE", Err::<(), _>(e)));
+    }
+    let state = ctx.state.read().unwrap_or_else(PoisonError::into_inner);
+    match state.reserved_regions(endpoint) {
         Ok(regions) => match encode_properties(regions, ctx.probe_size) {
             Some(props) => Reply::Probe(props, Status::Ok),
             None => {
-                log::error!("virtio-iommu: PROBE properties exceed probe_size");
+                crate::guest_log!(
+                    log::Level::Error,
+                    "virtio-iommu: PROBE properties exceed probe_size"
+                );
                 Reply::Probe(zeros(), Status::DevErr)
             }
         },
@@ -183,8 +214,6 @@ pub struct Chain<'a> {
     writer: Writer<'a>,
     probe_size: usize,
     is_probe: bool,
-    /// Unknown request type: the tail goes in the last writable bytes.
-    tail_at_end: bool,
 }
 
 /// What parsing a chain decided.
@@ -213,10 +242,12 @@ impl<'a> Chain<'a> {
                 writer,
                 probe_size,
                 is_probe: false,
-                tail_at_end: false,
             }),
             (Err(e), _) | (_, Err(e)) => {
-                log::warn!("virtio-iommu: dropping request with bad descriptors: {e}");
+                crate::guest_log!(
+                    log::Level::Warn,
+                    "virtio-iommu: dropping request with bad descriptors: {e}"
+                );
                 None
             }
         }
@@ -226,7 +257,10 @@ impl<'a> Chain<'a> {
         match self.reader.read_obj::<T>() {
             Ok(body) => Parsed::Request(wrap(body)),
             Err(_) => {
-                log::warn!("virtio-iommu: request shorter than its type requires");
+                crate::guest_log!(
+                    log::Level::Warn,
+                    "virtio-iommu: request shorter than its type requires"
+                );
                 Parsed::Reply(Reply::Status(Status::IoErr))
             }
         }
@@ -235,7 +269,10 @@ impl<'a> Chain<'a> {
     /// Reads the request.
     pub fn parse(&mut self) -> Parsed {
         let Ok(head) = self.reader.read_obj::<ReqHead>() else {
-            log::warn!("virtio-iommu: dropping request without a head");
+            crate::guest_log!(
+                log::Level::Warn,
+                "virtio-iommu: dropping request without a head"
+            );
             return Parsed::Drop;
         };
         let tail_len = std::mem::size_of::<ReqTail>();
@@ -247,16 +284,23 @@ impl<'a> Chain<'a> {
                 | VIRTIO_IOMMU_T_UNMAP
                 | VIRTIO_IOMMU_T_PROBE
         );
-        if self.writer.available_bytes() < tail_len {
-            log::warn!("virtio-iommu: dropping request with no room for its tail");
+        if !known {
+            // Spec 5.13.6: the device SHOULD NOT write the buffer of an
+            // unknown request and SHOULD set the used length to zero. Its
+            // layout is unknown, so any write could land anywhere in it.
+            crate::guest_log!(
+                log::Level::Debug,
+                "virtio-iommu: returning request of unknown type {} unwritten",
+                head.type_
+            );
             return Parsed::Drop;
         }
-        if !known {
-            // The device cannot know this request's layout: the tail is the
-            // last bytes of the device-writable part.
-            log::debug!("virtio-iommu: unknown request type {}", head.type_);
-            self.tail_at_end = true;
-            return Parsed::Reply(Reply::Status(Status::Unsupp));
+        if self.writer.available_bytes() < tail_len {
+            crate::guest_log!(
+                log::Level::Warn,
+                "virtio-iommu: dropping request with no room for its tail"
+            );
+            return Parsed::Drop;
         }
         match head.type_ {
             VIRTIO_IOMMU_T_ATTACH => self.read_body(Request::Attach),
@@ -266,7 +310,10 @@ impl<'a> Chain<'a> {
             _ => {
                 self.is_probe = true;
                 if self.writer.available_bytes() < self.probe_size.saturating_add(tail_len) {
-                    log::debug!("virtio-iommu: PROBE buffer smaller than probe_size");
+                    crate::guest_log!(
+                        log::Level::Debug,
+                        "virtio-iommu: PROBE buffer smaller than probe_size"
+                    );
                     return Parsed::Reply(Reply::Status(Status::Inval));
                 }
                 self.read_body(Request::Probe)
@@ -286,10 +333,10 @@ impl<'a> Chain<'a> {
             Reply::Status(s) => (None, *s),
             Reply::Probe(p, s) => (Some(p.as_slice()), *s),
         };
+        // Bounded by `probe_size`, which the device chose: never by the
+        // size of the guest's buffer.
         let props_len = if self.is_probe {
             self.probe_size.min(available.saturating_sub(tail_len))
-        } else if self.tail_at_end {
-            available.saturating_sub(tail_len)
         } else {
             0
         };
@@ -299,17 +346,18 @@ impl<'a> Chain<'a> {
         }
         .and_then(|()| self.writer.write_obj(ReqTail::new(status)));
         if let Err(e) = result {
-            log::warn!("virtio-iommu: cannot write reply: {e}");
+            crate::guest_log!(log::Level::Warn, "virtio-iommu: cannot write reply: {e}");
         }
         u32::try_from(self.writer.bytes_written()).unwrap_or(u32::MAX)
     }
 }
 
 /// Handles one request-queue chain and returns its used length: parses it
-/// without locks, runs it with `state` locked for writing, writes the reply.
+/// without locks, runs it (see `apply.rs` for the locking), writes the
+/// reply.
 pub fn process_chain(
     state: &RwLock<IommuState>,
-    mut backend: Option<&mut dyn DmaBackend>,
+    host: Option<&mut HostSpaces>,
     acked_features: u64,
     probe_size: usize,
     mem: &GuestMemoryMmap,
@@ -322,10 +370,9 @@ pub fn process_chain(
         Parsed::Drop => return 0,
         Parsed::Reply(reply) => reply,
         Parsed::Request(req) => {
-            let mut state = state.write().unwrap_or_else(PoisonError::into_inner);
             let mut ctx = RequestContext {
-                state: &mut state,
-                backend: reborrow(&mut backend),
+                state,
+                host,
                 acked_features,
                 probe_size,
             };
