@@ -189,9 +189,9 @@ pub(crate) fn plan(
     let low = platform.fixed_low();
     let low_size = low.span.end - low.span.start + 1;
     let low_kept = input.memory == 0
-        || ram.first().is_some_and(|r| {
-            r.start.0 == low.span.start && r.size >= input.memory.min(low_size)
-        });
+        || ram
+            .first()
+            .is_some_and(|r| r.start.0 == low.span.start && r.size >= input.memory.min(low_size));
     if !low_kept {
         return Err(PlanError::PageSizeSwallowsLowMemory {
             page_size: align,
