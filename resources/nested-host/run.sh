@@ -14,7 +14,8 @@
 #
 # --l0 picks the QEMU that runs L1 (see l0_qemu in lib.sh: qemu7.2,
 # qemu7.2-single, qemu10, qemu10-single; default: $MINIVMM_L0 or the
-# project's default). L1's kernel prints without timestamps (printk.time=0),
+# project's default, which for --iommu amd is QEMU 7.2, see lib.sh).
+# L1's kernel prints without timestamps (printk.time=0),
 # so that in the console a kernel line with a `[ seconds]` prefix is L2's.
 #
 # --arch aarch64 boots an arm64 L1 (images from build.sh --arch aarch64)
@@ -137,7 +138,7 @@ done
 [ -z "$bdfs" ] || append="$append minivmm.vfio=${bdfs#,}"
 append="$append$extra_append"
 
-l0_qemu "$l0" "$arch"
+l0_qemu "$l0" "$arch" "$iommu"
 # -nodefaults: no default VGA, floppy or CD-ROM (probing QEMU 10's empty
 # AHCI CD-ROM costs SeaBIOS a 32 s timeout); the console is the serial port.
 qemu=("${L0_QEMU[@]}" "${cpu[@]}" "${machine[@]}" -smp "$smp" -m "$memory"
