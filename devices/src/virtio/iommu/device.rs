@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::ops::RangeInclusive;
 use std::sync::{Arc, PoisonError, RwLock};
 
-use virtio_queue::{DescriptorChain, Queue, QueueT, Writer};
+use virtio_queue::{DescriptorChain, Queue, Writer};
 use vm_memory::{ByteValued, GuestMemoryMmap};
 use vmm_sys_util::eventfd::EventFd;
 
@@ -24,6 +24,7 @@ use super::protocol::{
 use super::request::process_chain;
 use super::translate::EndpointIommu;
 use super::Shared;
+use crate::virtio::queue::DeviceQueue;
 use crate::virtio::{ActivateError, VirtioDevice, VirtioInterrupt, VIRTIO_F_VERSION_1};
 
 /// Virtio device ID of the IOMMU.
@@ -147,9 +148,8 @@ pub struct VirtioIommu {
     boot_bypass: bool,
     queue_sizes: [u16; 2],
     acked_features: u64,
-    request_queue: Option<Queue>,
-    event_queue: Option<Queue>,
-    interrupt: Option<Arc<dyn VirtioInterrupt>>,
+    request_queue: Option<DeviceQueue>,
+    event_queue: Option<DeviceQueue>,
     /// Set when a poller thread serves the request queue between kicks.
     poller: Option<Arc<super::PollSignal>>,
     /// Notifications are off because a poll window is open.
@@ -226,7 +226,6 @@ impl VirtioIommu {
             acked_features: 0,
             request_queue: None,
             event_queue: None,
-            interrupt: None,
             poller: None,
             polling: false,
         })
@@ -295,23 +294,6 @@ impl VirtioIommu {
         }
     }
 
-    fn notify(&mut self, index: usize) {
-        let queue = match index {
-            REQUEST_QUEUE => self.request_queue.as_mut(),
-            _ => self.event_queue.as_mut(),
-        };
-        let Some(queue) = queue else { return };
-        let needed = queue.needs_notification(&self.mem).unwrap_or_else(|e| {
-            log::warn!("virtio-iommu: queue {index}: event suppression unreadable: {e}");
-            true
-        });
-        if needed {
-            if let Some(irq) = &self.interrupt {
-                irq.notify_queue(index as u16);
-            }
-        }
-    }
-
     /// Lets a poller thread serve the request queue: after a kick,
     /// notifications stay off and `signal` is woken; the poller calls
     /// [`Self::poll_requests`] until its window passes, then
@@ -352,7 +334,9 @@ impl VirtioIommu {
 
     /// Drains the request queue. With `poll`, notifications are left off
     /// (a poller watches); otherwise they are re-enabled, with the usual
-    /// re-check for buffers that raced with that.
+    /// re-check for buffers that raced with that. A queue the driver broke
+    /// (see [`DeviceQueue`]) is reported once and then left alone: this
+    /// never retries.
     fn drain_requests(&mut self, poll: bool) -> bool {
         let Some(queue) = self.request_queue.as_mut() else {
             return false;
@@ -360,42 +344,20 @@ impl VirtioIommu {
         let mem = &self.mem;
         let acked = self.acked_features;
         let probe_size = self.probe_size as usize;
-        let mut used_any = false;
-        loop {
-            if let Err(e) = queue.disable_notification(mem) {
-                log::warn!("virtio-iommu: cannot disable request notifications: {e}");
-            }
-            while let Some(chain) = queue.pop_descriptor_chain(mem) {
-                let head = chain.head_index();
-                let len = process_chain(
-                    &self.shared.state,
-                    self.backend
-                        .as_mut()
-                        .map(|b| &mut **b as &mut dyn DmaBackend),
-                    acked,
-                    probe_size,
-                    mem,
-                    chain,
-                );
-                if let Err(e) = queue.add_used(mem, head, len) {
-                    log::warn!("virtio-iommu: cannot return request {head}: {e}");
-                }
-                used_any = true;
-            }
-            if poll {
-                break;
-            }
-            match queue.enable_notification(mem) {
-                Ok(true) => continue,
-                Ok(false) => break,
-                Err(e) => {
-                    log::warn!("virtio-iommu: cannot enable request notifications: {e}");
-                    break;
-                }
-            }
-        }
+        let state = &self.shared.state;
+        let backend = &mut self.backend;
+        let used_any = queue.drain(mem, poll, |chain| {
+            process_chain(
+                state,
+                backend.as_mut().map(|b| &mut **b as &mut dyn DmaBackend),
+                acked,
+                probe_size,
+                mem,
+                chain,
+            )
+        });
         if used_any {
-            self.notify(REQUEST_QUEUE);
+            queue.notify_used(mem);
         }
         used_any
     }
@@ -409,8 +371,9 @@ impl VirtioIommu {
         let mem = &self.mem;
         let mut used_any = false;
         while let Some(fault) = faults.pop() {
-            let Some(chain) = queue.pop_descriptor_chain(mem) else {
-                // No buffer: keep it until the driver adds some and kicks.
+            let Some(chain) = queue.pop(mem) else {
+                // No buffer (or a broken queue): keep it until the driver
+                // adds some and kicks, or resets the device.
                 faults.unpop(fault);
                 break;
             };
@@ -419,13 +382,11 @@ impl VirtioIommu {
             if len == 0 {
                 faults.unpop(fault);
             }
-            if let Err(e) = queue.add_used(mem, head, len) {
-                log::warn!("virtio-iommu: cannot return event buffer {head}: {e}");
-            }
+            queue.add_used(mem, head, len);
             used_any = true;
         }
         if used_any {
-            self.notify(EVENT_QUEUE);
+            queue.notify_used(mem);
         }
     }
 }
@@ -440,16 +401,22 @@ fn write_fault(
     let mut writer = match Writer::new(mem, chain) {
         Ok(w) => w,
         Err(e) => {
-            log::warn!("virtio-iommu: bad event buffer: {e}");
+            crate::guest_log!(log::Level::Warn, "virtio-iommu: bad event buffer: {e}");
             return 0;
         }
     };
     if writer.available_bytes() < std::mem::size_of::<FaultRecord>() {
-        log::warn!("virtio-iommu: event buffer too small for a fault record");
+        crate::guest_log!(
+            log::Level::Warn,
+            "virtio-iommu: event buffer too small for a fault record"
+        );
         return 0;
     }
     if let Err(e) = writer.write_obj(record) {
-        log::warn!("virtio-iommu: cannot write fault record: {e}");
+        crate::guest_log!(
+            log::Level::Warn,
+            "virtio-iommu: cannot write fault record: {e}"
+        );
     }
     u32::try_from(writer.bytes_written()).unwrap_or(0)
 }
@@ -505,19 +472,35 @@ impl VirtioDevice for VirtioIommu {
         let mut request = None;
         let mut event = None;
         for (index, queue) in queues {
-            match index {
-                REQUEST_QUEUE => request = Some(queue),
-                EVENT_QUEUE => event = Some(queue),
-                _ => log::warn!("virtio-iommu: ignoring unknown queue {index}"),
-            }
+            let slot = match index {
+                REQUEST_QUEUE => &mut request,
+                EVENT_QUEUE => &mut event,
+                _ => {
+                    crate::guest_log!(
+                        log::Level::Warn,
+                        "virtio-iommu: ignoring unknown queue {index}"
+                    );
+                    continue;
+                }
+            };
+            *slot = Some(DeviceQueue::new(
+                "virtio-iommu",
+                index,
+                queue,
+                self.acked_features,
+                &self.mem,
+                interrupt.clone(),
+            )?);
         }
         let request = request.ok_or(ActivateError::MissingQueue(REQUEST_QUEUE))?;
         if event.is_none() {
-            log::warn!("virtio-iommu: no event queue, faults stay in the backlog");
+            crate::guest_log!(
+                log::Level::Warn,
+                "virtio-iommu: no event queue, faults stay in the backlog"
+            );
         }
         self.request_queue = Some(request);
         self.event_queue = event;
-        self.interrupt = Some(interrupt);
         // Faults raised before the driver was ready go out now.
         self.deliver_faults();
         Ok(())
@@ -527,7 +510,10 @@ impl VirtioDevice for VirtioIommu {
         match index {
             REQUEST_QUEUE => self.process_requests(),
             EVENT_QUEUE => self.deliver_faults(),
-            _ => log::warn!("virtio-iommu: notification for unknown queue {index}"),
+            _ => crate::guest_log!(
+                log::Level::Warn,
+                "virtio-iommu: notification for unknown queue {index}"
+            ),
         }
     }
 
@@ -545,7 +531,6 @@ impl VirtioDevice for VirtioIommu {
         self.acked_features = 0;
         self.request_queue = None;
         self.event_queue = None;
-        self.interrupt = None;
         self.polling = false;
     }
 }

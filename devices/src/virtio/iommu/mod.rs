@@ -28,6 +28,8 @@ pub mod request;
 pub mod translate;
 
 #[cfg(test)]
+mod queue_tests;
+#[cfg(test)]
 mod tests;
 
 pub use device::{EndpointConfig, Error, IommuConfig, VirtioIommu, EVENT_QUEUE, REQUEST_QUEUE};
