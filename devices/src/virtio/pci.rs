@@ -164,7 +164,8 @@ pub struct VirtioPciDevice {
     msix_cap_offset: usize,
     cfg_window: CfgWindow,
     activated: bool,
-    bar_addr: u64,
+    /// Where BAR 0 decodes, with the queue ioeventfds registered there.
+    ioevents_at: Option<u64>,
     notify: NotifyMode,
     queue_events: Vec<EventFd>,
 }
@@ -260,14 +261,11 @@ impl VirtioPciDevice {
         let cfg_window = CfgWindow::new(&mut config, cfg_cap);
         let queues = max_sizes.len();
 
+        // Registered with the hypervisor while BAR 0 decodes (bar_mapped).
         let mut queue_events = Vec::new();
-        if let NotifyMode::Ioeventfd(registry) = &notify {
-            for q in 0..max_sizes.len() {
-                let fd = EventFd::new(EFD_NONBLOCK).map_err(VirtioPciError::IoEvent)?;
-                registry
-                    .register(Self::notify_addr(bar_addr, q), &fd)
-                    .map_err(VirtioPciError::IoEvent)?;
-                queue_events.push(fd);
+        if let NotifyMode::Ioeventfd(_) = &notify {
+            for _ in 0..max_sizes.len() {
+                queue_events.push(EventFd::new(EFD_NONBLOCK).map_err(VirtioPciError::IoEvent)?);
             }
         }
         Ok(Self {
@@ -279,7 +277,7 @@ impl VirtioPciDevice {
             msix_cap_offset,
             cfg_window,
             activated: false,
-            bar_addr,
+            ioevents_at: None,
             notify,
             queue_events,
         })
@@ -640,18 +638,40 @@ impl PciDevice for VirtioPciDevice {
         self.config.bar_regions()
     }
 
-    fn bar_moved(&mut self, _bar: usize, old: u64, new: u64) {
-        self.bar_addr = new;
+    fn bar_mapped(&mut self, region: BarRegion) {
+        if region.index != BAR_INDEX || region.io || self.ioevents_at.is_some() {
+            return;
+        }
         if let NotifyMode::Ioeventfd(registry) = &self.notify {
             for (q, fd) in self.queue_events.iter().enumerate() {
-                if let Err(e) = registry.unregister(Self::notify_addr(old, q), fd) {
-                    log::warn!("virtio-pci: cannot unregister queue {q} ioeventfd: {e}");
+                if let Err(e) = registry.register(Self::notify_addr(region.addr, q), fd) {
+                    // The notification still arrives, as a trapped write.
+                    crate::guest_log!(
+                        log::Level::Warn,
+                        "virtio-pci: cannot register queue {q} ioeventfd at {:#x}: {e}",
+                        Self::notify_addr(region.addr, q)
+                    );
                 }
-                if let Err(e) = registry.register(Self::notify_addr(new, q), fd) {
-                    log::error!("virtio-pci: cannot register queue {q} ioeventfd: {e}");
+            }
+            self.ioevents_at = Some(region.addr);
+        }
+    }
+
+    fn bar_unmapped(&mut self, region: BarRegion) {
+        if region.index != BAR_INDEX || self.ioevents_at != Some(region.addr) {
+            return;
+        }
+        if let NotifyMode::Ioeventfd(registry) = &self.notify {
+            for (q, fd) in self.queue_events.iter().enumerate() {
+                if let Err(e) = registry.unregister(Self::notify_addr(region.addr, q), fd) {
+                    crate::guest_log!(
+                        log::Level::Warn,
+                        "virtio-pci: cannot unregister queue {q} ioeventfd: {e}"
+                    );
                 }
             }
         }
+        self.ioevents_at = None;
     }
 
     fn read_bar(&mut self, bar: usize, offset: u64, data: &mut [u8]) {

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use arch::x86_64::layout::pio;
 use arch::x86_64::plan::GuestMap;
 use devices::pci::host_bridge::HostBridge;
-use devices::pci::{BarKind, PciConfigIo, PciConfigMmio, PciMmioWindow, PciRoot};
+use devices::pci::{BarKind, PciConfigIo, PciConfigMmio, PciMmioWindow, PciRoot, PciWindows};
 use devices::virtio::pci::{IoEventRegistry, NotifyMode, VirtioPciDevice, BAR_SIZE};
 use devices::virtio::VirtioDevice;
 use devices::Bus;
@@ -70,7 +70,10 @@ impl PciBuilder {
         pio_bus: &mut Bus,
         mmio_bus: &mut Bus,
     ) -> Result<Self, DeviceError> {
-        let root = Arc::new(PciRoot::new());
+        let root = Arc::new(PciRoot::new(PciWindows {
+            mmio: vec![map.mmio32, map.mmio64],
+            io: vec![PCI_IO_WINDOW],
+        }));
         root.add_device(Arc::new(Mutex::new(HostBridge::new())))?;
         let config_io = Arc::new(Mutex::new(PciConfigIo::new(root.clone())));
         pio_bus.insert(pio::PCI_CONFIG.into(), 8, config_io)?;
@@ -140,7 +143,7 @@ impl PciBuilder {
                 .ok()
                 .map(|r| r.start())
         };
-        let mut dev = devices::vfio::VfioPciDevice::new(
+        let dev = devices::vfio::VfioPciDevice::new(
             &opened.bdf,
             opened.device.clone(),
             &mut alloc,
@@ -148,7 +151,6 @@ impl PciBuilder {
             group,
             eventfds,
         )?;
-        dev.map_bars()?;
         let got = bdf(self.root.add_device(Arc::new(Mutex::new(dev)))?.into());
         if got != want {
             return Err(DeviceError::SlotMismatch { want, got });

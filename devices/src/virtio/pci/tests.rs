@@ -487,3 +487,83 @@ fn the_pci_cfg_capability_reaches_bar0_through_config_space() {
     d.write_config_register(cap / 4, 0, &[0xff; 4]);
     assert_eq!(d.read_config_register(cap / 4), head);
 }
+
+/// Records the ioeventfds registered, by address.
+#[derive(Default)]
+struct Registry {
+    live: Mutex<Vec<u64>>,
+}
+
+impl IoEventRegistry for Registry {
+    fn register(&self, addr: u64, _fd: &EventFd) -> std::io::Result<()> {
+        let mut live = self.live.lock().expect("lock");
+        if live.contains(&addr) {
+            return Err(std::io::Error::from_raw_os_error(libc::EEXIST));
+        }
+        live.push(addr);
+        Ok(())
+    }
+    fn unregister(&self, addr: u64, _fd: &EventFd) -> std::io::Result<()> {
+        let mut live = self.live.lock().expect("lock");
+        let before = live.len();
+        live.retain(|a| *a != addr);
+        if live.len() == before {
+            return Err(std::io::Error::from_raw_os_error(libc::ENOENT));
+        }
+        Ok(())
+    }
+}
+
+impl Registry {
+    fn live(&self) -> Vec<u64> {
+        let mut v = self.live.lock().expect("lock").clone();
+        v.sort_unstable();
+        v
+    }
+}
+
+#[test]
+fn ioeventfds_follow_memory_decoding_and_bar_moves_made_while_it_is_off() {
+    use crate::pci::{PciConfigMmio, PciRoot, PciWindows};
+    use crate::BusDevice;
+    let calls = Arc::new(Mutex::new(Calls::default()));
+    let registry = Arc::new(Registry::default());
+    let dev = VirtioPciDevice::new(
+        Arc::new(Mutex::new(FakeDevice { calls })),
+        BAR,
+        Arc::new(Msi::default()),
+        NotifyMode::Ioeventfd(registry.clone()),
+    )
+    .expect("transport");
+    let root = Arc::new(PciRoot::new(PciWindows {
+        mmio: vec![(BAR, 1 << 30)],
+        io: vec![],
+    }));
+    root.add_device(Arc::new(Mutex::new(dev))).expect("slot");
+    let mut ecam = PciConfigMmio::new(root.clone());
+    let notify = |base: u64| vec![base + NOTIFY_OFFSET, base + NOTIFY_OFFSET + 4];
+    assert!(
+        registry.live().is_empty(),
+        "no decoding yet: nothing claimed"
+    );
+    ecam.write(4, &[2]); // memory decoding on
+    assert_eq!(registry.live(), notify(BAR));
+    ecam.write(4, &[0]); // off
+    assert!(
+        registry.live().is_empty(),
+        "decoding off drops the ioeventfds"
+    );
+    // Linux moves a 64-bit BAR with decoding off, one half at a time.
+    let new = BAR + 0x10_0000;
+    ecam.write(0x10, &((new as u32) | 0b1100).to_le_bytes());
+    ecam.write(0x14, &((new >> 32) as u32).to_le_bytes());
+    assert!(registry.live().is_empty());
+    ecam.write(4, &[2]);
+    assert_eq!(registry.live(), notify(new), "installed at the new address");
+    // A move while decoding.
+    ecam.write(0x10, &((BAR as u32) | 0b1100).to_le_bytes());
+    assert_eq!(registry.live(), notify(BAR));
+    // Outside the window the BAR decodes nothing.
+    ecam.write(0x14, &[0x7f, 0, 0, 0]);
+    assert!(registry.live().is_empty());
+}
