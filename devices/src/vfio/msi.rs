@@ -87,6 +87,10 @@ impl MsiCap {
             8 if self.is64() => self.addr_hi,
             a if a == data_at => u32::from(self.data),
             a if a == data_at + 4 && self.control & CTL_PER_VECTOR_MASK != 0 => self.mask,
+            // Pending bits: signals held for masked vectors.
+            a if a == data_at + 8 && self.control & CTL_PER_VECTOR_MASK != 0 => (0..self.vectors())
+                .filter(|v| self.mask & (1 << v) != 0 && self.routes.pending(*v as u16))
+                .fold(0, |bits, v| bits | (1 << v)),
             _ => 0,
         }
     }
