@@ -195,11 +195,14 @@ impl MsixInterrupts for MsixGroup {
         if msg.is_none() && *attached {
             match vm.unregister_irqfd(&v.fd, v.gsi) {
                 Ok(()) => *attached = false,
-                Err(e) => log::error!("MSI-X vector {vector}: cannot detach its irqfd: {e}"),
+                Err(e) => devices::guest_log!(
+                    log::Level::Error,
+                    "MSI-X vector {vector}: cannot detach its irqfd: {e}"
+                ),
             }
         }
         if let Err(e) = self.manager.set_msi_route(v.gsi, msg) {
-            log::error!("MSI-X vector {vector}: {e}");
+            devices::guest_log!(log::Level::Error, "MSI-X vector {vector}: {e}");
             return;
         }
         if msg.is_some() && !*attached {
@@ -208,7 +211,10 @@ impl MsixInterrupts for MsixGroup {
             let held = v.fd.read().is_ok();
             match vm.register_irqfd(&v.fd, v.gsi) {
                 Ok(()) => *attached = true,
-                Err(e) => log::error!("MSI-X vector {vector}: cannot attach its irqfd: {e}"),
+                Err(e) => devices::guest_log!(
+                    log::Level::Error,
+                    "MSI-X vector {vector}: cannot attach its irqfd: {e}"
+                ),
             }
             if held {
                 self.fire(vector);
@@ -219,7 +225,10 @@ impl MsixInterrupts for MsixGroup {
     fn fire(&self, vector: u16) {
         if let Some(v) = self.vectors.get(usize::from(vector)) {
             if let Err(e) = v.fd.write(1) {
-                log::error!("MSI-X vector {vector}: cannot signal its irqfd: {e}");
+                devices::guest_log!(
+                    log::Level::Error,
+                    "MSI-X vector {vector}: cannot signal its irqfd: {e}"
+                );
             }
         }
     }

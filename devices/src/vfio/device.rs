@@ -317,7 +317,8 @@ impl VfioPciDevice {
             return;
         };
         if let Err(e) = self.slots.unmap(slot) {
-            log::error!(
+            crate::guest_log!(
+                log::Level::Error,
                 "vfio {}: cannot remove the memory slot of BAR {index}: {e}",
                 self.bdf
             );
