@@ -3,7 +3,9 @@
 #   DIR/vmlinuz      the L1 kernel (the pinned Debian kernel)
 #   DIR/initrd.img   the L1 initramfs: busybox, kvm/kvm-amd and their deps,
 #                    vfio-pci and vfio_iommu_type1 (for the passthrough
-#                    devices of run.sh --passthrough), minivmm and its
+#                    devices of run.sh --passthrough), dm-mod, loop and
+#                    dmsetup (failing disks for the fault-injection
+#                    scenarios), minivmm and its
 #                    libraries, the L2 kernel (/l2/vmlinuz), the L2
 #                    initramfs (/l2/initrd.img), the scenarios and
 #                    /usr/bin/vfio-probe (tools/vfio-probe.c, built static
@@ -52,8 +54,10 @@ install -m 0755 "$here/init" "$root/init"
 cp "$here"/scenarios/*.sh "$here"/scenarios/*.inc "$root/scenarios/"
 # vfio-pci and vfio_iommu_type1 are modules in the pinned kernel
 # (CONFIG_VFIO=m); copy_modules skips any that a kernel builds in.
-copy_modules "$kroot" "$ver" "$root" kvm-amd vfio-pci vfio_iommu_type1
+copy_modules "$kroot" "$ver" "$root" kvm-amd vfio-pci vfio_iommu_type1 dm-mod loop
 copy_binary "$minivmm" "$root" /usr/bin/minivmm
+dmsetup="$(command -v dmsetup)" || die "no dmsetup on this host (install the dmsetup package)"
+copy_binary "$dmsetup" "$root" /usr/sbin/dmsetup
 command -v "${CC:-cc}" >/dev/null || die "no C compiler (${CC:-cc}) for tools/vfio-probe.c (install gcc)"
 "${CC:-cc}" -static -Os -s -Wall -I "$res/tools" -o "$root/usr/bin/vfio-probe" "$here/tools/vfio-probe.c"
 if [ "$with_qemu" = yes ]; then
