@@ -77,6 +77,9 @@ pub enum VfioPciError {
 enum MsixPart {
     Table(u64),
     Pba(u64),
+    /// Straddles an emulated structure's edge: neither emulated nor
+    /// passed on (reads all ones, writes dropped).
+    Edge,
 }
 
 /// Host side of an mmapped BAR.
@@ -353,16 +356,32 @@ impl VfioPciDevice {
             .is_some_and(|(loc, _)| loc.cap / 4 == reg)
     }
 
-    /// Which emulated MSI-X structure, if any, `offset` of BAR `bar` hits.
-    fn msix_part(&self, bar: usize, offset: u64) -> Option<MsixPart> {
+    /// Which emulated MSI-X structure, if any, `len` bytes at `offset` of
+    /// BAR `bar` touch.
+    fn msix_part(&self, bar: usize, offset: u64, len: usize) -> Option<MsixPart> {
         let (loc, _) = self.msix.as_ref()?;
-        let within = |base: u64, size: u64| (base..base + size).contains(&offset);
-        if bar == loc.table_bar && within(loc.table_offset, loc.table_size()) {
-            Some(MsixPart::Table(offset - loc.table_offset))
-        } else if bar == loc.pba_bar && within(loc.pba_offset, loc.pba_size()) {
-            Some(MsixPart::Pba(offset - loc.pba_offset))
-        } else {
-            None
+        let end = offset.saturating_add(len as u64);
+        let part = |base: u64, size: u64| {
+            let limit = base + size;
+            if offset >= base && end <= limit {
+                Some(Ok(offset - base))
+            } else if offset < limit && end > base {
+                Some(Err(()))
+            } else {
+                None
+            }
+        };
+        let table = (bar == loc.table_bar)
+            .then(|| part(loc.table_offset, loc.table_size()))
+            .flatten();
+        let pba = (bar == loc.pba_bar)
+            .then(|| part(loc.pba_offset, loc.pba_size()))
+            .flatten();
+        match (table, pba) {
+            (Some(Ok(at)), None) => Some(MsixPart::Table(at)),
+            (None, Some(Ok(at))) => Some(MsixPart::Pba(at)),
+            (None, None) => None,
+            _ => Some(MsixPart::Edge),
         }
     }
 
@@ -474,7 +493,7 @@ impl PciDevice for VfioPciDevice {
     }
 
     fn read_bar(&mut self, bar: usize, offset: u64, data: &mut [u8]) {
-        match (self.msix_part(bar, offset), self.msix.as_ref()) {
+        match (self.msix_part(bar, offset, data.len()), self.msix.as_ref()) {
             (Some(MsixPart::Table(at)), Some((_, msix))) => msix.read_table(at, data),
             (Some(MsixPart::Pba(at)), Some((_, msix))) => msix.read_pba(at, data),
             _ if self.in_bar(bar, offset, data.len()) => {
@@ -485,14 +504,14 @@ impl PciDevice for VfioPciDevice {
     }
 
     fn write_bar(&mut self, bar: usize, offset: u64, data: &[u8]) {
-        match self.msix_part(bar, offset) {
+        match self.msix_part(bar, offset, data.len()) {
             Some(MsixPart::Table(at)) => {
                 if let Some((_, msix)) = self.msix.as_mut() {
                     msix.write_table(at, data);
                 }
             }
             // The PBA is read-only.
-            Some(MsixPart::Pba(_)) => {}
+            Some(MsixPart::Pba(_) | MsixPart::Edge) => {}
             None if self.in_bar(bar, offset, data.len()) => {
                 self.device.region_write(bar as u32, data, offset)
             }
