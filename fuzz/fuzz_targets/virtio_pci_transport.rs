@@ -545,7 +545,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let mut world = World::new(ioeventfds);
-    for _ in 0..256 {
+    for _ in 0..96 {
         if u.is_empty() || world.step(&mut u).is_err() {
             break;
         }

@@ -356,6 +356,14 @@ impl VfioPciDevice {
             .is_some_and(|(loc, _)| loc.cap / 4 == reg)
     }
 
+    /// The MSI-X capability's table and PBA location dwords: read-only,
+    /// and emulated like the rest of the capability, so writes stop here.
+    fn in_msix_locations(&self, reg: usize) -> bool {
+        self.msix
+            .as_ref()
+            .is_some_and(|(loc, _)| (loc.cap / 4 + 1..=loc.cap / 4 + 2).contains(&reg))
+    }
+
     /// Which emulated MSI-X structure, if any, `len` bytes at `offset` of
     /// BAR `bar` touch.
     fn msix_part(&self, bar: usize, offset: u64, len: usize) -> Option<MsixPart> {
@@ -450,6 +458,7 @@ impl PciDevice for VfioPciDevice {
                     msix.set_control(ctl);
                 }
             }
+            r if self.in_msix_locations(r) => {}
             r if self.in_msi_cap(r).is_some() => {
                 if let (Some(at), Some(msi)) = (self.in_msi_cap(r), self.msi.as_mut()) {
                     msi.write(at + offset as usize, data);
@@ -496,6 +505,7 @@ impl PciDevice for VfioPciDevice {
         match (self.msix_part(bar, offset, data.len()), self.msix.as_ref()) {
             (Some(MsixPart::Table(at)), Some((_, msix))) => msix.read_table(at, data),
             (Some(MsixPart::Pba(at)), Some((_, msix))) => msix.read_pba(at, data),
+            (Some(MsixPart::Edge), _) => data.fill(0xff),
             _ if self.in_bar(bar, offset, data.len()) => {
                 self.device.region_read(bar as u32, data, offset)
             }

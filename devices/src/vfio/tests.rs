@@ -189,3 +189,51 @@ fn dropping_the_device_removes_slots_and_mmaps() {
     assert!(fake.log().mmaps.is_empty());
     assert_eq!(fake.log().resets, 2, "reset when opened and when released");
 }
+
+/// Found by the pci_config fuzz target: writes to the MSI-X capability's
+/// table/PBA location dwords reached the device.
+#[test]
+fn the_whole_msix_capability_is_kept_from_the_device() {
+    let (root, fake, _slots, _) = setup();
+    let mut ecam = PciConfigMmio::new(root.clone());
+    let before = (cfg_read(&mut ecam, 0x74), cfg_read(&mut ecam, 0x78));
+    for offset in 0x74..0x7c {
+        ecam.write(offset, &[0x5a]);
+    }
+    ecam.write(0x74, &[0xff; 4]);
+    assert!(
+        fake.log().config_writes.is_empty(),
+        "{:?}",
+        fake.log().config_writes
+    );
+    assert_eq!(
+        (cfg_read(&mut ecam, 0x74), cfg_read(&mut ecam, 0x78)),
+        before
+    );
+}
+
+#[test]
+fn accesses_straddling_the_msix_table_or_pba_reach_neither() {
+    let (root, fake, _slots, _) = setup();
+    let mut ecam = PciConfigMmio::new(root.clone());
+    let bar2 =
+        u64::from(cfg_read(&mut ecam, 0x18) & !0xf) | (u64::from(cfg_read(&mut ecam, 0x1c)) << 32);
+    ecam.write(4, &[2]);
+    let mut window = crate::pci::PciMmioWindow::new(root.clone(), WINDOW);
+    let base = bar2 - WINDOW;
+    // 8 bytes at 0x1ffc: half before the PBA (at 0x2000), half in it.
+    window.write(base + 0x1ffc, &[1; 8]);
+    // 8 bytes at the table's last dword and past it (table: 5 x 16 bytes).
+    window.write(base + 0x4c, &[2; 8]);
+    assert!(
+        fake.log().bar_writes.is_empty(),
+        "{:?}",
+        fake.log().bar_writes
+    );
+    let mut d = [0u8; 8];
+    window.read(base + 0x1ffc, &mut d);
+    assert_eq!(d, [0xff; 8]);
+    // Beside them, the BAR is the device's.
+    window.write(base + 0x1ff8, &[3; 8]);
+    assert_eq!(fake.log().bar_writes, vec![(2, 0x1ff8, vec![3; 8])]);
+}
