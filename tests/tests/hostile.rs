@@ -77,6 +77,7 @@ fn check_run(run: &Run, name: &str, skip: &[&str]) {
     let host = host
         .first()
         .unwrap_or_else(|| panic!("{name}: no host line"));
+    assert_eq!(number(host, "hung"), 0, "{name}: minivmm stopped answering");
     assert_eq!(number(host, "rc"), 0, "{name}: minivmm exit status");
     let (before, after) = (number(host, "rss_before_kb"), number(host, "rss_after_kb"));
     assert!(before > 0 && after > 0, "{name}: RSS not sampled: {host:?}");

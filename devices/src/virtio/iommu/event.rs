@@ -112,7 +112,8 @@ impl FaultQueue {
                 // Log the first loss and then every 1024th, so a device
                 // faulting in a loop cannot flood the log.
                 if n == 1 || n & 1023 == 0 {
-                    log::warn!(
+                    crate::guest_log!(
+                        log::Level::Warn,
                         "virtio-iommu: fault backlog full ({} entries), dropped {fault:?} ({n} dropped so far)",
                         self.capacity
                     );
@@ -122,7 +123,10 @@ impl FaultQueue {
             backlog.push_back(fault);
         }
         if let Err(e) = self.evt.write(1) {
-            log::warn!("virtio-iommu: cannot signal fault eventfd: {e}");
+            crate::guest_log!(
+                log::Level::Warn,
+                "virtio-iommu: cannot signal fault eventfd: {e}"
+            );
         }
     }
 
@@ -157,7 +161,10 @@ impl FaultQueue {
             n
         };
         if n > 0 {
-            log::warn!("virtio-iommu: reset discarded {n} undelivered faults");
+            crate::guest_log!(
+                log::Level::Warn,
+                "virtio-iommu: reset discarded {n} undelivered faults"
+            );
         }
         self.clear_signal();
     }

@@ -216,7 +216,10 @@ impl<'a> Chain<'a> {
                 tail_at_end: false,
             }),
             (Err(e), _) | (_, Err(e)) => {
-                log::warn!("virtio-iommu: dropping request with bad descriptors: {e}");
+                crate::guest_log!(
+                    log::Level::Warn,
+                    "virtio-iommu: dropping request with bad descriptors: {e}"
+                );
                 None
             }
         }
@@ -226,7 +229,10 @@ impl<'a> Chain<'a> {
         match self.reader.read_obj::<T>() {
             Ok(body) => Parsed::Request(wrap(body)),
             Err(_) => {
-                log::warn!("virtio-iommu: request shorter than its type requires");
+                crate::guest_log!(
+                    log::Level::Warn,
+                    "virtio-iommu: request shorter than its type requires"
+                );
                 Parsed::Reply(Reply::Status(Status::IoErr))
             }
         }
@@ -235,7 +241,10 @@ impl<'a> Chain<'a> {
     /// Reads the request.
     pub fn parse(&mut self) -> Parsed {
         let Ok(head) = self.reader.read_obj::<ReqHead>() else {
-            log::warn!("virtio-iommu: dropping request without a head");
+            crate::guest_log!(
+                log::Level::Warn,
+                "virtio-iommu: dropping request without a head"
+            );
             return Parsed::Drop;
         };
         let tail_len = std::mem::size_of::<ReqTail>();
@@ -248,7 +257,10 @@ impl<'a> Chain<'a> {
                 | VIRTIO_IOMMU_T_PROBE
         );
         if self.writer.available_bytes() < tail_len {
-            log::warn!("virtio-iommu: dropping request with no room for its tail");
+            crate::guest_log!(
+                log::Level::Warn,
+                "virtio-iommu: dropping request with no room for its tail"
+            );
             return Parsed::Drop;
         }
         if !known {
@@ -299,7 +311,7 @@ impl<'a> Chain<'a> {
         }
         .and_then(|()| self.writer.write_obj(ReqTail::new(status)));
         if let Err(e) = result {
-            log::warn!("virtio-iommu: cannot write reply: {e}");
+            crate::guest_log!(log::Level::Warn, "virtio-iommu: cannot write reply: {e}");
         }
         u32::try_from(self.writer.bytes_written()).unwrap_or(u32::MAX)
     }
