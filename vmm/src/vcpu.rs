@@ -170,6 +170,16 @@ impl Vcpu {
         )
     }
 
+    /// Where a vCPU was when the guest triple-faulted (for the report).
+    fn fault_state(&mut self) -> String {
+        let regs = self.fd.get_regs().unwrap_or_default();
+        let sregs = self.fd.get_sregs().unwrap_or_default();
+        format!(
+            "vCPU {} triple fault at rip={:#x} rsp={:#x} cr0={:#x} cr2={:#x} cr3={:#x} cr4={:#x} efer={:#x}",
+            self.id, regs.rip, regs.rsp, sregs.cr0, sregs.cr2, sregs.cr3, sregs.cr4, sregs.efer
+        )
+    }
+
     /// One `KVM_RUN`; returns a stop event if this exit ends the VM.
     fn run_once(&mut self, ctx: &VcpuContext) -> Option<GuestEvent> {
         let id = self.id;
@@ -200,7 +210,10 @@ impl Vcpu {
                 }
                 None
             }
-            Ok(VcpuExit::Shutdown) => Some(GuestEvent::TripleFault),
+            Ok(VcpuExit::Shutdown) => {
+                log::warn!("{}", self.fault_state());
+                Some(GuestEvent::TripleFault)
+            }
             Ok(VcpuExit::SystemEvent(kind, _)) => Some(match kind {
                 KVM_SYSTEM_EVENT_SHUTDOWN => GuestEvent::PowerOff,
                 KVM_SYSTEM_EVENT_RESET => GuestEvent::Reset,
