@@ -138,8 +138,6 @@ pub struct VfioPciDevice {
     hide_msi: Option<caps::Unlink>,
     msi: Option<MsiCap>,
     slots: Arc<dyn MemorySlots>,
-    /// Where each BAR decodes, as the root complex last said.
-    mapped_at: [Option<u64>; NUM_BARS],
 }
 
 const HEADER_BAR0: usize = 4;
@@ -262,7 +260,6 @@ impl VfioPciDevice {
             hide_msi,
             msi,
             slots,
-            mapped_at: [None; NUM_BARS],
         })
     }
 
@@ -326,21 +323,6 @@ impl VfioPciDevice {
                 self.bdf
             );
         }
-    }
-
-    /// The guest addresses the memory slots of mmapped BARs sit at, by BAR.
-    pub fn slot_addresses(&self) -> Vec<(usize, u64)> {
-        let mut out = Vec::new();
-        for (index, bar) in self.bars.iter().enumerate() {
-            if let Some(Mapping { slot: Some(_), .. }) =
-                bar.as_ref().and_then(|b| b.mapping.as_ref())
-            {
-                if let Some(addr) = self.mapped_at.get(index).copied().flatten() {
-                    out.push((index, addr));
-                }
-            }
-        }
-        out
     }
 
     fn device_read(&self, reg: usize) -> u32 {
@@ -485,9 +467,6 @@ impl PciDevice for VfioPciDevice {
     }
 
     fn bar_mapped(&mut self, region: BarRegion) {
-        if let Some(at) = self.mapped_at.get_mut(region.index) {
-            *at = Some(region.addr);
-        }
         if let Err(e) = self.map_slot(region.index, region.addr) {
             // Accesses then trap and still reach the device.
             crate::guest_log!(log::Level::Warn, "{e}");
@@ -496,9 +475,6 @@ impl PciDevice for VfioPciDevice {
 
     fn bar_unmapped(&mut self, region: BarRegion) {
         self.unmap_slot(region.index);
-        if let Some(at) = self.mapped_at.get_mut(region.index) {
-            *at = None;
-        }
     }
 
     fn read_bar(&mut self, bar: usize, offset: u64, data: &mut [u8]) {

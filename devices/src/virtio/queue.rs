@@ -128,11 +128,6 @@ impl DeviceQueue {
         self.broken
     }
 
-    /// The queue, for what this wrapper does not cover.
-    pub fn queue(&self) -> &Queue {
-        &self.queue
-    }
-
     /// Stops serving the queue: logged once, reported to the transport.
     pub fn fail(&mut self, fault: QueueFault) {
         if self.broken {
