@@ -237,3 +237,80 @@ fn accesses_straddling_the_msix_table_or_pba_reach_neither() {
     window.write(base + 0x1ff8, &[3; 8]);
     assert_eq!(fake.log().bar_writes, vec![(2, 0x1ff8, vec![3; 8])]);
 }
+
+/// Routes that hold a signal for vectors that are not routed (as the VMM's
+/// eventfds do while a vector is masked).
+#[derive(Default)]
+struct HoldingRoutes {
+    routed: Mutex<Vec<u16>>,
+    signalled: Mutex<Vec<u16>>,
+}
+
+impl MsixInterrupts for HoldingRoutes {
+    fn route(&self, vector: u16, msg: Option<MsiMessage>) {
+        let mut r = self.routed.lock().expect("lock");
+        r.retain(|v| *v != vector);
+        if msg.is_some() {
+            r.push(vector);
+            self.signalled
+                .lock()
+                .expect("lock")
+                .retain(|v| *v != vector);
+        }
+    }
+    fn fire(&self, _vector: u16) {}
+    fn pending(&self, vector: u16) -> bool {
+        !self.routed.lock().expect("lock").contains(&vector)
+            && self.signalled.lock().expect("lock").contains(&vector)
+    }
+}
+
+#[test]
+fn msi_pending_bits_show_signals_held_for_masked_vectors() {
+    // MSI only, 64-bit, per-vector masks, 4 vectors capable.
+    let fake = Arc::new(FakeVfio::new(&FakeVfioConfig {
+        msix: None,
+        msi: Some(0x0180 | (2 << 1)),
+        ..FakeVfioConfig::default()
+    }));
+    let routes = Arc::new(HoldingRoutes::default());
+    let mut next = WINDOW;
+    let mut alloc = |size: u64, _kind: BarKind| {
+        let at = next.next_multiple_of(size);
+        next = at + size;
+        Some(at)
+    };
+    let eventfds = (0..4)
+        .map(|_| vmm_sys_util::eventfd::EventFd::new(0).expect("eventfd"))
+        .collect();
+    let dev = VfioPciDevice::new(
+        "0000:00:03.0",
+        fake.clone(),
+        &mut alloc,
+        Arc::new(Slots::default()),
+        routes.clone(),
+        eventfds,
+    )
+    .expect("device");
+    let root = Arc::new(PciRoot::new(PciWindows {
+        mmio: vec![(WINDOW, 0x1000_0000)],
+        io: vec![],
+    }));
+    root.add_device(Arc::new(Mutex::new(dev))).expect("slot");
+    let mut ecam = PciConfigMmio::new(root);
+    // Program the message, mask vector 0, enable MSI.
+    ecam.write(0x54, &0xfee0_0000u32.to_le_bytes());
+    ecam.write(0x58, &0u32.to_le_bytes());
+    ecam.write(0x5c, &0x41u32.to_le_bytes());
+    ecam.write(0x60, &1u32.to_le_bytes());
+    ecam.write(0x52, &1u16.to_le_bytes());
+    assert_eq!(fake.log().msi, Some(1));
+    assert_eq!(cfg_read(&mut ecam, 0x64), 0, "nothing pending yet");
+    // The device signals while vector 0 is masked.
+    routes.signalled.lock().expect("lock").push(0);
+    assert_eq!(cfg_read(&mut ecam, 0x64), 1, "vector 0 pending");
+    // Unmasked: routed, the held signal goes out, nothing pending.
+    ecam.write(0x60, &0u32.to_le_bytes());
+    assert_eq!(*routes.routed.lock().expect("lock"), vec![0]);
+    assert_eq!(cfg_read(&mut ecam, 0x64), 0);
+}
