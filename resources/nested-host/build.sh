@@ -3,7 +3,9 @@
 #   DIR/vmlinuz      the L1 kernel (the pinned Debian kernel)
 #   DIR/initrd.img   the L1 initramfs: busybox, kvm/kvm-amd and their deps,
 #                    vfio-pci and vfio_iommu_type1 (for the passthrough
-#                    devices of run.sh --passthrough), minivmm and its
+#                    devices of run.sh --passthrough), dm-mod, loop and
+#                    dmsetup (failing disks for the fault-injection
+#                    scenarios), minivmm and its
 #                    libraries, the L2 kernel (/l2/vmlinuz), the L2
 #                    initramfs (/l2/initrd.img), the scenarios and
 #                    /usr/bin/vfio-probe (tools/vfio-probe.c, built static
@@ -60,16 +62,20 @@ install -m 0755 "$here/init" "$root/init"
 cp "$here"/scenarios/*.sh "$here"/scenarios/*.inc "$root/scenarios/"
 # vfio-pci and vfio_iommu_type1 are modules in the pinned kernel
 # (CONFIG_VFIO=m); copy_modules skips any that a kernel builds in. arm64's
-# KVM is built in.
+# KVM is built in. dm-mod and loop serve the fault-injection scenarios
+# (x86 only).
 l1_modules=(vfio-pci vfio_iommu_type1)
-[ "$MINIVMM_ARCH" != x86_64 ] || l1_modules=(kvm-amd "${l1_modules[@]}")
+[ "$MINIVMM_ARCH" != x86_64 ] || l1_modules=(kvm-amd "${l1_modules[@]}" dm-mod loop)
 copy_modules "$kroot" "$ver" "$root" "${l1_modules[@]}"
 copy_binary "$minivmm" "$root" /usr/bin/minivmm
 if [ "$MINIVMM_ARCH" = x86_64 ]; then
     # curl drives minivmm's API socket in the API scenarios (a client no one
-    # on the project wrote; x86 only, like the API tests).
+    # on the project wrote; x86 only, like the API tests); dmsetup builds
+    # the failing disks of the fault-injection scenarios.
     curl="$(command -v curl)" || die "no curl on this host (resources/host-packages.sh installs it)"
     copy_binary "$curl" "$root" /usr/bin/curl
+    dmsetup="$(command -v dmsetup)" || die "no dmsetup on this host (resources/host-packages.sh installs it)"
+    copy_binary "$dmsetup" "$root" /usr/sbin/dmsetup
 fi
 cc="$MINIVMM_CC"
 command -v "$cc" >/dev/null || die "no C compiler ($cc) for tools/vfio-probe.c (install gcc, or run resources/host-packages.sh for the arm64 one)"

@@ -2,8 +2,18 @@
 //! irqchip routes plus one MSI route per programmed MSI-X vector) and the
 //! irqfds that inject them. Where the platform asks for it (arm64's ITS),
 //! each MSI route carries its device's requester ID.
+//!
+//! A vector's irqfd is attached to KVM only while the vector is routed
+//! (enabled, unmasked, programmed). While it is masked a signal on its
+//! eventfd (an assigned device's, which VFIO raises directly) stays in the
+//! eventfd: the PBA shows it pending ([`MsixInterrupts::pending`]) and on
+//! unmask it is taken from the eventfd and sent once through the attached
+//! irqfd. That is the PCI rule for masked vectors; detaching is done before
+//! the route goes, so a signal is never taken by KVM towards a missing
+//! route.
 
 use std::collections::BTreeMap;
+use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex};
 
 use devices::pci::{MsiMessage, MsixInterrupts};
@@ -107,8 +117,9 @@ impl InterruptManager {
             .map_err(InterruptError::Routing)
     }
 
-    /// Allocates `vectors` GSIs with irqfds for the MSI-X of the device
-    /// with requester ID (BDF) `requester`.
+    /// Allocates `vectors` GSIs, each with an eventfd that becomes its
+    /// irqfd while the vector is routed, for the MSI-X (or MSI) of the
+    /// device with requester ID (BDF) `requester`.
     pub fn msix_group(
         self: &Arc<Self>,
         vectors: u16,
@@ -123,10 +134,11 @@ impl InterruptManager {
                 gsi
             };
             let fd = EventFd::new(EFD_NONBLOCK).map_err(InterruptError::EventFd)?;
-            self.vm
-                .register_irqfd(&fd, gsi)
-                .map_err(|e| InterruptError::Irqfd(gsi, e))?;
-            fds.push((gsi, fd));
+            fds.push(Vector {
+                gsi,
+                fd,
+                attached: Mutex::new(false),
+            });
         }
         Ok(Arc::new(MsixGroup {
             manager: self.clone(),
@@ -136,10 +148,17 @@ impl InterruptManager {
     }
 }
 
+/// One vector: its GSI, its eventfd, and whether that is KVM's irqfd now.
+struct Vector {
+    gsi: u32,
+    fd: EventFd,
+    attached: Mutex<bool>,
+}
+
 /// One device's MSI-X vectors as KVM routes and irqfds.
 pub struct MsixGroup {
     manager: Arc<InterruptManager>,
-    vectors: Vec<(u32, EventFd)>,
+    vectors: Vec<Vector>,
     requester: u16,
 }
 
@@ -147,26 +166,74 @@ impl MsixGroup {
     /// The irqfd eventfds, vector by vector (for devices, such as VFIO ones,
     /// that signal them directly).
     pub fn eventfds(&self) -> std::io::Result<Vec<EventFd>> {
-        self.vectors.iter().map(|(_, fd)| fd.try_clone()).collect()
+        self.vectors.iter().map(|v| v.fd.try_clone()).collect()
     }
+}
+
+/// Whether `fd` holds a signal nobody took (polled, not read).
+fn signalled(fd: &EventFd) -> bool {
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: polls one valid descriptor owned by `fd`, without blocking.
+    let n = unsafe { libc::poll(&mut pfd, 1, 0) };
+    n == 1 && pfd.revents & libc::POLLIN != 0
 }
 
 impl MsixInterrupts for MsixGroup {
     fn route(&self, vector: u16, msg: Option<MsiMessage>) {
-        let Some((gsi, _)) = self.vectors.get(usize::from(vector)) else {
+        let Some(v) = self.vectors.get(usize::from(vector)) else {
             return;
         };
-        if let Err(e) = self.manager.set_msi_route(*gsi, msg, self.requester) {
-            log::error!("MSI-X vector {vector}: {e}");
+        let mut attached = v.attached.lock().unwrap_or_else(|p| p.into_inner());
+        let vm = &self.manager.vm;
+        if msg.is_none() && *attached {
+            match vm.unregister_irqfd(&v.fd, v.gsi) {
+                Ok(()) => *attached = false,
+                Err(e) => devices::guest_log!(
+                    log::Level::Error,
+                    "MSI-X vector {vector}: cannot detach its irqfd: {e}"
+                ),
+            }
+        }
+        if let Err(e) = self.manager.set_msi_route(v.gsi, msg, self.requester) {
+            devices::guest_log!(log::Level::Error, "MSI-X vector {vector}: {e}");
+            return;
+        }
+        if msg.is_some() && !*attached {
+            // A signal held while the vector was masked is taken here and
+            // sent again once the irqfd is attached: one interrupt.
+            let held = v.fd.read().is_ok();
+            match vm.register_irqfd(&v.fd, v.gsi) {
+                Ok(()) => *attached = true,
+                Err(e) => devices::guest_log!(
+                    log::Level::Error,
+                    "MSI-X vector {vector}: cannot attach its irqfd: {e}"
+                ),
+            }
+            if held {
+                self.fire(vector);
+            }
         }
     }
 
     fn fire(&self, vector: u16) {
-        if let Some((_, fd)) = self.vectors.get(usize::from(vector)) {
-            if let Err(e) = fd.write(1) {
-                log::error!("MSI-X vector {vector}: cannot signal its irqfd: {e}");
+        if let Some(v) = self.vectors.get(usize::from(vector)) {
+            if let Err(e) = v.fd.write(1) {
+                devices::guest_log!(
+                    log::Level::Error,
+                    "MSI-X vector {vector}: cannot signal its irqfd: {e}"
+                );
             }
         }
+    }
+
+    fn pending(&self, vector: u16) -> bool {
+        self.vectors.get(usize::from(vector)).is_some_and(|v| {
+            !*v.attached.lock().unwrap_or_else(|p| p.into_inner()) && signalled(&v.fd)
+        })
     }
 }
 
@@ -193,5 +260,109 @@ mod tests {
         // SAFETY: the devid member of the union is a plain u32.
         let ids = unsafe { (p.__bindgen_anon_1.devid, w.__bindgen_anon_1.devid) };
         assert_eq!(ids, (0, 0x10));
+    }
+}
+
+// The local APIC checks are x86's.
+#[cfg(all(test, target_arch = "x86_64"))]
+mod masking_tests {
+    use super::*;
+
+    /// Whether the eventfd holds a signal KVM has not taken.
+    fn readable(fd: &EventFd) -> bool {
+        let mut pfd = libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: polls one valid descriptor without blocking.
+        let n = unsafe { libc::poll(&mut pfd, 1, 0) };
+        n == 1 && pfd.revents & libc::POLLIN != 0
+    }
+
+    fn group() -> (Arc<MsixGroup>, Vec<EventFd>) {
+        let kvm = kvm_ioctls::Kvm::new().expect("/dev/kvm");
+        let vm = kvm.create_vm().expect("vm");
+        vm.create_irq_chip().expect("irqchip");
+        let manager = Arc::new(InterruptManager::new(Arc::new(vm)));
+        let group = manager.msix_group(2, 0x18).expect("group");
+        let fds = group.eventfds().expect("eventfds");
+        (group, fds)
+    }
+
+    const MSG: MsiMessage = MsiMessage {
+        addr: 0xfee0_0000,
+        data: 0x41,
+    };
+
+    #[test]
+    fn a_signal_while_masked_stays_pending_and_is_delivered_on_unmask() {
+        let (group, fds) = group();
+        group.route(0, Some(MSG));
+        fds[0].write(1).expect("signal");
+        assert!(!readable(&fds[0]), "unmasked: KVM takes it at once");
+        // Masked (the device model unroutes the vector): a signal the
+        // device sends now must not be consumed and lost.
+        group.route(0, None);
+        fds[0].write(1).expect("signal");
+        fds[0].write(1).expect("signal");
+        assert!(readable(&fds[0]), "held while masked");
+        assert!(group.pending(0), "the PBA shows it");
+        assert!(!group.pending(1));
+        // Unmasked: KVM takes the held signal (one interrupt).
+        group.route(0, Some(MSG));
+        assert!(!readable(&fds[0]), "delivered on unmask");
+        assert!(!group.pending(0));
+    }
+
+    #[test]
+    fn an_unprogrammed_vector_holds_its_signal_too() {
+        let (group, fds) = group();
+        fds[1].write(1).expect("signal");
+        assert!(readable(&fds[1]));
+        group.route(1, Some(MSG));
+        assert!(!readable(&fds[1]));
+    }
+
+    /// Whether `vector` is in the IRR of vCPU `vcpu`'s local APIC.
+    fn in_irr(vcpu: &kvm_ioctls::VcpuFd, vector: u8) -> bool {
+        let lapic = vcpu.get_lapic().expect("lapic");
+        let at = 0x200 + usize::from(vector / 32) * 0x10;
+        let word = u32::from_le_bytes(
+            lapic.regs[at..at + 4]
+                .iter()
+                .map(|b| *b as u8)
+                .collect::<Vec<u8>>()
+                .try_into()
+                .expect("4 bytes"),
+        );
+        word & (1 << (vector % 32)) != 0
+    }
+
+    #[test]
+    fn the_held_signal_reaches_the_guest_local_apic_once_unmasked() {
+        let kvm = kvm_ioctls::Kvm::new().expect("/dev/kvm");
+        let vm = kvm.create_vm().expect("vm");
+        vm.create_irq_chip().expect("irqchip");
+        let vcpu = vm.create_vcpu(0).expect("vcpu");
+        // Software-enable the local APIC (spurious vector register).
+        let mut lapic = vcpu.get_lapic().expect("lapic");
+        lapic.regs[0xf1] |= 1;
+        vcpu.set_lapic(&lapic).expect("set lapic");
+        let manager = Arc::new(InterruptManager::new(Arc::new(vm)));
+        let group = manager.msix_group(1, 0x18).expect("group");
+        let fds = group.eventfds().expect("eventfds");
+        let msg = MsiMessage {
+            addr: 0xfee0_0000,
+            data: 0x51,
+        };
+        // The guest programs the vector, still masked; the device signals.
+        group.route(0, None);
+        fds[0].write(1).expect("signal");
+        // Long enough for KVM's injection work, had it taken the signal.
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert!(!in_irr(&vcpu, 0x51), "masked: not delivered");
+        group.route(0, Some(msg));
+        assert!(in_irr(&vcpu, 0x51), "delivered on unmask");
     }
 }

@@ -1,8 +1,16 @@
 //! A minimal `log` backend: `minivmm: LEVEL: message` on stderr. The level
 //! comes from `MINIVMM_LOG` (error, warn, info, debug, trace; default warn);
-//! below debug, the vfio-ioctls crate is held to errors.
+//! below debug, the vfio-ioctls crate is held to errors. Lines from
+//! virtio-queue, which a guest can cause (a ring it broke) and which that
+//! crate logs without limit, go through one rate limit
+//! ([`devices::ratelimit`]).
 
 use std::io::Write;
+
+use devices::ratelimit::RateLimit;
+
+/// The limit on virtio-queue's own lines.
+static VIRTIO_QUEUE_LINES: RateLimit = RateLimit::new();
 
 struct StderrLogger;
 
@@ -19,11 +27,28 @@ impl log::Log for StderrLogger {
     }
 
     fn log(&self, record: &log::Record) {
-        if self.enabled(record.metadata()) {
-            let level = record.level().as_str().to_ascii_lowercase();
-            // Raw-mode terminals need an explicit carriage return.
-            let _ = write!(std::io::stderr(), "minivmm: {level}: {}\r\n", record.args());
+        if !self.enabled(record.metadata()) {
+            return;
         }
+        let suppressed = if record.target().starts_with("virtio_queue") {
+            match VIRTIO_QUEUE_LINES.allow() {
+                Some(n) => n,
+                None => return,
+            }
+        } else {
+            0
+        };
+        let level = record.level().as_str().to_ascii_lowercase();
+        // Raw-mode terminals need an explicit carriage return.
+        let _ = if suppressed > 0 {
+            write!(
+                std::io::stderr(),
+                "minivmm: {level}: {} ({suppressed} similar lines suppressed)\r\n",
+                record.args()
+            )
+        } else {
+            write!(std::io::stderr(), "minivmm: {level}: {}\r\n", record.args())
+        };
     }
 
     fn flush(&self) {}

@@ -96,6 +96,7 @@ impl Vcpu {
         )
     }
 
+    /// Where a vCPU was when the guest triple-faulted (for the report).
     /// One `KVM_RUN`; returns a stop event if this exit ends the VM.
     fn run_once(&mut self, ctx: &VcpuContext) -> Option<GuestEvent> {
         let id = self.id;
@@ -126,7 +127,10 @@ impl Vcpu {
                 }
                 None
             }
-            Ok(VcpuExit::Shutdown) => Some(GuestEvent::TripleFault),
+            Ok(VcpuExit::Shutdown) => {
+                log::warn!("vCPU {id}: triple fault, {}", Native::fault_state(&self.fd));
+                Some(GuestEvent::TripleFault)
+            }
             Ok(VcpuExit::SystemEvent(kind, data)) => {
                 let data = data.to_vec();
                 Some(Native::system_event(&self.fd, id, kind, &data))

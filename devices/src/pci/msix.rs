@@ -34,6 +34,12 @@ pub trait MsixInterrupts: Send + Sync {
     fn enable(&self, _enabled: bool) {}
     /// Sends vector `vector` (it is unmasked and routed).
     fn fire(&self, vector: u16);
+    /// Whether the back-end holds a signal for `vector` that arrived while
+    /// it was not routed (an assigned device signalling a masked vector):
+    /// it shows in the PBA and goes out when the vector is routed again.
+    fn pending(&self, _vector: u16) -> bool {
+        false
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -274,15 +280,34 @@ impl MsixConfig {
         }
     }
 
-    /// Guest read of the pending-bit array.
+    /// Guest read of the pending-bit array: the vectors this model holds,
+    /// and those whose back-end holds a signal (see
+    /// [`MsixInterrupts::pending`]).
     pub fn read_pba(&self, offset: u64, data: &mut [u8]) {
         data.fill(0);
         if !(data.len() == 4 || data.len() == 8) || !offset.is_multiple_of(data.len() as u64) {
             return;
         }
-        let Some(word) = self.pending.get((offset / 8) as usize) else {
+        let index = (offset / 8) as usize;
+        let Some(mut word) = self.pending.get(index).copied() else {
             return;
         };
+        for bit in 0..64u16 {
+            let vector = index as u64 * 64 + u64::from(bit);
+            let Ok(vector) = u16::try_from(vector) else {
+                break;
+            };
+            if vector >= self.vectors() {
+                break;
+            }
+            let routed = self
+                .routed
+                .get(usize::from(vector))
+                .is_some_and(Option::is_some);
+            if !routed && self.interrupts.pending(vector) {
+                word |= 1 << bit;
+            }
+        }
         let bytes = word.to_le_bytes();
         let start = (offset % 8) as usize;
         data.copy_from_slice(&bytes[start..start + data.len()]);
@@ -409,5 +434,35 @@ mod tests {
         m.read_table(32 + 12, &mut c);
         assert_eq!(u32::from_le_bytes(c), 1, "still masked");
         assert_eq!(m.control(), 3);
+    }
+
+    /// A back-end holding signals for unrouted vectors (as an assigned
+    /// device's eventfd does while the vector is masked).
+    struct Holding(Mutex<Vec<u16>>);
+
+    impl MsixInterrupts for Holding {
+        fn route(&self, vector: u16, msg: Option<MsiMessage>) {
+            if msg.is_some() {
+                self.0.lock().expect("lock").retain(|v| *v != vector);
+            }
+        }
+        fn fire(&self, _vector: u16) {}
+        fn pending(&self, vector: u16) -> bool {
+            self.0.lock().expect("lock").contains(&vector)
+        }
+    }
+
+    #[test]
+    fn the_pba_shows_signals_the_back_end_holds_for_masked_vectors() {
+        let held = Arc::new(Holding(Mutex::new(vec![2])));
+        let mut m = MsixConfig::new(4, held.clone());
+        m.set_control(CTL_ENABLE);
+        program(&mut m, 2, 0xfee0_0000, 0x40);
+        let mut pba = [0u8; 8];
+        m.read_pba(0, &mut pba);
+        assert_eq!(pba[0], 0b100, "masked vector 2 is pending");
+        m.write_table(2 * 16 + 12, &0u32.to_le_bytes());
+        m.read_pba(0, &mut pba);
+        assert_eq!(pba[0], 0, "unmasked: routed, delivered by the back-end");
     }
 }

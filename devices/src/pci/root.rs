@@ -1,6 +1,13 @@
 //! The root complex: bus 0 of segment 0, its configuration access
-//! mechanisms (legacy 0xCF8/0xCFC and ECAM), and routing of MMIO in the
-//! BAR windows to whichever device currently decodes the address.
+//! mechanisms (legacy 0xCF8/0xCFC and ECAM), and routing of MMIO and port
+//! I/O in the BAR windows to whichever device currently decodes the
+//! address.
+//!
+//! After every configuration write the root complex works out which BARs
+//! decode (see the [module](super) documentation) and tells the devices
+//! what changed, one refresh at a time. BARs that decode keep decoding when
+//! another device's BAR is moved over them: the newcomer waits until the
+//! place is free.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -30,18 +37,48 @@ fn lock(device: &Device) -> std::sync::MutexGuard<'_, dyn PciDevice + 'static> {
     device.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// The address ranges, `(base, size)`, the root complex forwards to BARs:
+/// a BAR decodes only inside one of them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PciWindows {
+    /// Memory windows.
+    pub mmio: Vec<(u64, u64)>,
+    /// I/O port windows.
+    pub io: Vec<(u64, u64)>,
+}
+
+impl PciWindows {
+    /// Whether `region` lies wholly inside one window of its space.
+    pub fn contain(&self, region: &BarRegion) -> bool {
+        let windows = if region.io { &self.io } else { &self.mmio };
+        let Some(end) = region.addr.checked_add(region.size) else {
+            return false;
+        };
+        windows.iter().any(|&(base, size)| {
+            region.addr >= base && base.checked_add(size).is_some_and(|e| end <= e)
+        })
+    }
+}
+
 #[derive(Clone)]
 struct DecodedBar {
+    slot: u8,
     region: BarRegion,
     device: Device,
 }
 
+fn overlaps(a: &BarRegion, b: &BarRegion) -> bool {
+    a.io == b.io && a.addr < b.addr.saturating_add(b.size) && b.addr < a.addr.saturating_add(a.size)
+}
+
 /// Bus 0 with its devices and their decoded BARs.
-#[derive(Default)]
 pub struct PciRoot {
+    windows: PciWindows,
     devices: RwLock<BTreeMap<u8, Device>>,
     /// Decoding BARs keyed by (I/O space?, address).
     bars: RwLock<BTreeMap<(bool, u64), DecodedBar>>,
+    /// Serializes refreshes, so devices hear of changes in order.
+    refresh: Mutex<()>,
 }
 
 /// A configuration space address on this root.
@@ -54,9 +91,14 @@ struct ConfigAddress {
 }
 
 impl PciRoot {
-    /// An empty bus.
-    pub fn new() -> Self {
-        Self::default()
+    /// An empty bus whose BARs decode inside `windows`.
+    pub fn new(windows: PciWindows) -> Self {
+        Self {
+            windows,
+            devices: RwLock::new(BTreeMap::new()),
+            bars: RwLock::new(BTreeMap::new()),
+            refresh: Mutex::new(()),
+        }
     }
 
     /// Puts `device` in the first free slot; returns the slot.
@@ -65,9 +107,9 @@ impl PciRoot {
         let slot = (0..MAX_SLOTS)
             .find(|s| !devices.contains_key(s))
             .ok_or(PciRootError::BusFull)?;
-        devices.insert(slot, device.clone());
+        devices.insert(slot, device);
         drop(devices);
-        self.refresh_bars(slot, &device);
+        self.refresh_bars();
         Ok(slot)
     }
 
@@ -89,46 +131,107 @@ impl PciRoot {
     fn config_write(&self, addr: ConfigAddress, offset: u64, data: &[u8]) {
         if let Some(d) = self.device(addr) {
             lock(&d).write_config_register(addr.reg, offset, data);
-            self.refresh_bars(addr.slot, &d);
+            self.refresh_bars();
         }
     }
 
-    /// Re-reads `device`'s BARs, updates routing and tells it what moved.
-    fn refresh_bars(&self, _slot: u8, device: &Device) {
-        let now = lock(device).bar_regions();
-        let mut bars = self.bars.write().unwrap_or_else(|p| p.into_inner());
-        let mut moved = Vec::new();
-        bars.retain(|_, bar| {
-            if !Arc::ptr_eq(&bar.device, device) {
-                return true;
-            }
-            match now.iter().find(|r| r.index == bar.region.index) {
-                Some(r) if r.addr == bar.region.addr => true,
-                Some(r) => {
-                    moved.push((r.index, bar.region.addr, r.addr));
-                    false
-                }
-                None => false,
-            }
-        });
-        for region in now {
-            let key = (region.io, region.addr);
-            let already = bars
-                .get(&key)
-                .is_some_and(|b| Arc::ptr_eq(&b.device, device) && b.region == region);
-            if !already {
-                bars.insert(
-                    key,
-                    DecodedBar {
+    /// The BARs that should decode now: what decodes already and still
+    /// may, then newcomers in slot and BAR order, each inside a window
+    /// and clear of every BAR kept before it.
+    fn wanted_bars(&self) -> Vec<DecodedBar> {
+        let devices: Vec<(u8, Device)> = self
+            .devices
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(slot, d)| (*slot, d.clone()))
+            .collect();
+        let current: Vec<DecodedBar> = self
+            .bars
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        let mut candidates = Vec::new();
+        for (slot, device) in devices {
+            let regions = lock(&device).bar_regions();
+            for region in regions {
+                if self.windows.contain(&region) {
+                    candidates.push(DecodedBar {
+                        slot,
                         region,
                         device: device.clone(),
-                    },
-                );
+                    });
+                } else {
+                    crate::guest_log!(
+                        log::Level::Warn,
+                        "pci: slot {slot} BAR {} at {:#x} (+{:#x}) is outside the PCI windows: not decoded",
+                        region.index,
+                        region.addr,
+                        region.size
+                    );
+                }
             }
         }
-        drop(bars);
-        for (index, old, new) in moved {
-            lock(device).bar_moved(index, old, new);
+        let is_current = |c: &DecodedBar| {
+            current
+                .iter()
+                .any(|b| b.slot == c.slot && b.region == c.region)
+        };
+        let (mut kept, newcomers): (Vec<_>, Vec<_>) =
+            candidates.into_iter().partition(|c| is_current(c));
+        for bar in newcomers {
+            match kept.iter().find(|k| overlaps(&k.region, &bar.region)) {
+                Some(k) => crate::guest_log!(
+                    log::Level::Warn,
+                    "pci: slot {} BAR {} at {:#x} overlaps slot {} BAR {}: not decoded",
+                    bar.slot,
+                    bar.region.index,
+                    bar.region.addr,
+                    k.slot,
+                    k.region.index
+                ),
+                None => kept.push(bar),
+            }
+        }
+        kept
+    }
+
+    /// Recomputes which BARs decode, updates routing, and tells devices
+    /// what stopped decoding (first) and what started (after).
+    fn refresh_bars(&self) {
+        let _serial = self.refresh.lock().unwrap_or_else(|p| p.into_inner());
+        let wanted = self.wanted_bars();
+        let same = |a: &DecodedBar, b: &DecodedBar| a.slot == b.slot && a.region == b.region;
+        let (gone, added) = {
+            let bars = self.bars.read().unwrap_or_else(|p| p.into_inner());
+            let gone: Vec<DecodedBar> = bars
+                .values()
+                .filter(|b| !wanted.iter().any(|w| same(w, b)))
+                .cloned()
+                .collect();
+            let added: Vec<DecodedBar> = wanted
+                .iter()
+                .filter(|w| !bars.values().any(|b| same(w, b)))
+                .cloned()
+                .collect();
+            (gone, added)
+        };
+        if gone.is_empty() && added.is_empty() {
+            return;
+        }
+        // Until the table changes, accesses to what is going still reach
+        // its device, which handles them by trapping.
+        for bar in &gone {
+            lock(&bar.device).bar_unmapped(bar.region);
+        }
+        *self.bars.write().unwrap_or_else(|p| p.into_inner()) = wanted
+            .into_iter()
+            .map(|b| ((b.region.io, b.region.addr), b))
+            .collect();
+        for bar in &added {
+            lock(&bar.device).bar_mapped(bar.region);
         }
     }
 
@@ -137,6 +240,16 @@ impl PciRoot {
         let (_, bar) = bars.range((io, 0)..=(io, addr)).next_back()?;
         let offset = addr - bar.region.addr;
         (offset.checked_add(len as u64)? <= bar.region.size).then(|| (bar.clone(), offset))
+    }
+
+    /// The BARs that decode now, in address order (memory first).
+    pub fn decoded_bars(&self) -> Vec<(u8, BarRegion)> {
+        self.bars
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .map(|b| (b.slot, b.region))
+            .collect()
     }
 
     /// Read at `addr` in memory or (`io`) port space; false if no BAR
@@ -313,7 +426,26 @@ mod tests {
     struct TestDevice {
         config: PciConfiguration,
         last_write: Option<(usize, u64, Vec<u8>)>,
-        moved: Vec<(usize, u64, u64)>,
+        /// `(mapped?, region)` in the order the root complex reported them.
+        events: Vec<(bool, BarRegion)>,
+    }
+
+    impl TestDevice {
+        /// The regions the device believes decode, from its events.
+        fn mapped(&self) -> Vec<BarRegion> {
+            let mut live = Vec::new();
+            for (mapped, region) in &self.events {
+                if *mapped {
+                    assert!(!live.contains(region), "mapped twice: {region:?}");
+                    live.push(*region);
+                } else {
+                    let before = live.len();
+                    live.retain(|r| r != region);
+                    assert_eq!(live.len() + 1, before, "unmapped unmapped: {region:?}");
+                }
+            }
+            live
+        }
     }
 
     impl PciDevice for TestDevice {
@@ -326,8 +458,11 @@ mod tests {
         fn bar_regions(&self) -> Vec<BarRegion> {
             self.config.bar_regions()
         }
-        fn bar_moved(&mut self, bar: usize, old: u64, new: u64) {
-            self.moved.push((bar, old, new));
+        fn bar_mapped(&mut self, region: BarRegion) {
+            self.events.push((true, region));
+        }
+        fn bar_unmapped(&mut self, region: BarRegion) {
+            self.events.push((false, region));
         }
         fn read_bar(&mut self, bar: usize, offset: u64, data: &mut [u8]) {
             data.fill(bar as u8 + offset as u8);
@@ -353,13 +488,29 @@ mod tests {
         Arc::new(Mutex::new(TestDevice {
             config,
             last_write: None,
-            moved: Vec::new(),
+            events: Vec::new(),
         }))
+    }
+
+    fn root() -> Arc<PciRoot> {
+        Arc::new(PciRoot::new(PciWindows {
+            mmio: vec![(0xc000_0000, 0x2000_0000)],
+            io: vec![(0x1000, 0xf000)],
+        }))
+    }
+
+    fn mem(addr: u64, size: u64) -> BarRegion {
+        BarRegion {
+            index: 0,
+            addr,
+            size,
+            io: false,
+        }
     }
 
     #[test]
     fn cf8_reads_ids_and_absent_slots_read_all_ones() {
-        let root = Arc::new(PciRoot::new());
+        let root = root();
         assert_eq!(root.add_device(device()).expect("slot"), 0);
         let mut io = PciConfigIo::new(root);
         io.write(0, &0x8000_0000u32.to_le_bytes());
@@ -379,7 +530,7 @@ mod tests {
 
     #[test]
     fn ecam_reads_and_writes_config() {
-        let root = Arc::new(PciRoot::new());
+        let root = root();
         root.add_device(device()).expect("slot");
         let mut ecam = PciConfigMmio::new(root);
         let mut d = [0u8; 4];
@@ -397,7 +548,7 @@ mod tests {
 
     #[test]
     fn bars_route_mmio_and_follow_relocation() {
-        let root = Arc::new(PciRoot::new());
+        let root = root();
         let dev = device();
         root.add_device(dev.clone()).expect("slot");
         let mut window = PciMmioWindow::new(root.clone(), 0xc000_0000);
@@ -415,8 +566,12 @@ mod tests {
         let mut ecam = PciConfigMmio::new(root.clone());
         ecam.write(0x10, &0xc010_0000u32.to_le_bytes());
         assert_eq!(
-            dev.lock().expect("lock").moved,
-            vec![(0, 0xc000_0000, 0xc010_0000)]
+            dev.lock().expect("lock").events,
+            vec![
+                (true, mem(0xc000_0000, 0x1000)),
+                (false, mem(0xc000_0000, 0x1000)),
+                (true, mem(0xc010_0000, 0x1000))
+            ]
         );
         window.read(0x10, &mut d);
         assert_eq!(d, [0xff, 0xff], "old address no longer decodes");
@@ -430,7 +585,7 @@ mod tests {
 
     #[test]
     fn io_bars_route_port_accesses_only() {
-        let root = Arc::new(PciRoot::new());
+        let root = root();
         let dev = device();
         dev.lock()
             .expect("lock")
@@ -453,5 +608,98 @@ mod tests {
         assert_eq!(dev.lock().expect("lock").last_write, Some((1, 1, vec![9])));
         memory.read(0x1024, &mut d);
         assert_eq!(d, [0xff], "port numbers are not memory addresses");
+    }
+
+    #[test]
+    fn decoding_off_unmaps_and_a_bar_moved_meanwhile_maps_at_its_new_place() {
+        let root = root();
+        let dev = device();
+        root.add_device(dev.clone()).expect("slot");
+        let mut ecam = PciConfigMmio::new(root.clone());
+        assert_eq!(
+            dev.lock().expect("lock").mapped(),
+            vec![mem(0xc000_0000, 0x1000)]
+        );
+        ecam.write(4, &[0]);
+        assert!(dev.lock().expect("lock").mapped().is_empty(), "decode off");
+        ecam.write(0x10, &0xc020_0000u32.to_le_bytes());
+        assert!(
+            dev.lock().expect("lock").mapped().is_empty(),
+            "moved while off"
+        );
+        // Sizing while off, then the address back: still nothing decodes.
+        ecam.write(0x10, &[0xff; 4]);
+        ecam.write(0x10, &0xc030_0000u32.to_le_bytes());
+        assert!(dev.lock().expect("lock").mapped().is_empty());
+        ecam.write(4, &[2]);
+        assert_eq!(
+            dev.lock().expect("lock").mapped(),
+            vec![mem(0xc030_0000, 0x1000)]
+        );
+        assert_eq!(root.decoded_bars(), vec![(0, mem(0xc030_0000, 0x1000))]);
+        // Writes that change nothing tell the device nothing.
+        let events = dev.lock().expect("lock").events.len();
+        ecam.write(4, &[2]);
+        ecam.write(0x3c, &[5]);
+        assert_eq!(dev.lock().expect("lock").events.len(), events);
+    }
+
+    #[test]
+    fn bars_outside_the_windows_do_not_decode() {
+        let root = root();
+        let dev = device();
+        root.add_device(dev.clone()).expect("slot");
+        let mut ecam = PciConfigMmio::new(root.clone());
+        // Over guest RAM, below the window.
+        ecam.write(0x10, &0x1000_0000u32.to_le_bytes());
+        assert!(dev.lock().expect("lock").mapped().is_empty());
+        assert!(root.decoded_bars().is_empty());
+        let mut low = PciMmioWindow::new(root.clone(), 0);
+        let mut d = [0u8; 1];
+        low.read(0x1000_0000, &mut d);
+        assert_eq!(d, [0xff]);
+        ecam.write(0x10, &0xc000_0000u32.to_le_bytes());
+        assert_eq!(
+            dev.lock().expect("lock").mapped(),
+            vec![mem(0xc000_0000, 0x1000)]
+        );
+    }
+
+    #[test]
+    fn a_bar_moved_over_another_waits_until_the_place_is_free() {
+        let root = root();
+        let a = device();
+        let b = device();
+        b.lock()
+            .expect("lock")
+            .config
+            .write_reg(4, 0, &0xc001_0000u32.to_le_bytes());
+        root.add_device(a.clone()).expect("slot");
+        root.add_device(b.clone()).expect("slot");
+        let mut ecam = PciConfigMmio::new(root.clone());
+        // Slot 1's BAR onto slot 0's.
+        ecam.write((1 << 15) | 0x10, &0xc000_0000u32.to_le_bytes());
+        assert_eq!(
+            a.lock().expect("lock").mapped(),
+            vec![mem(0xc000_0000, 0x1000)]
+        );
+        assert!(
+            b.lock().expect("lock").mapped().is_empty(),
+            "not decoded while it overlaps"
+        );
+        let mut window = PciMmioWindow::new(root.clone(), 0xc000_0000);
+        window.write(0x10, &[1]);
+        assert_eq!(a.lock().expect("lock").last_write, Some((0, 0x10, vec![1])));
+        assert_eq!(b.lock().expect("lock").last_write, None);
+        // Slot 0 moves away: slot 1 decodes where it was put.
+        ecam.write(0x10, &0xc100_0000u32.to_le_bytes());
+        assert_eq!(
+            b.lock().expect("lock").mapped(),
+            vec![mem(0xc000_0000, 0x1000)]
+        );
+        assert_eq!(
+            a.lock().expect("lock").mapped(),
+            vec![mem(0xc100_0000, 0x1000)]
+        );
     }
 }

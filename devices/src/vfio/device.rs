@@ -7,9 +7,9 @@ use vfio_bindings::bindings::vfio::{
     VFIO_PCI_CONFIG_REGION_INDEX, VFIO_REGION_INFO_FLAG_MMAP, VFIO_REGION_INFO_FLAG_READ,
     VFIO_REGION_INFO_FLAG_WRITE,
 };
-use vfio_ioctls::VfioDevice;
 use vmm_sys_util::eventfd::EventFd;
 
+use super::access::VfioAccess;
 use super::caps::{self, MsixLocation};
 use super::msi::MsiCap;
 use crate::pci::config::{BarKind, PciConfiguration, PciIds, NUM_BARS};
@@ -77,6 +77,9 @@ pub enum VfioPciError {
 enum MsixPart {
     Table(u64),
     Pba(u64),
+    /// Straddles an emulated structure's edge: neither emulated nor
+    /// passed on (reads all ones, writes dropped).
+    Edge,
 }
 
 /// Host side of an mmapped BAR.
@@ -94,7 +97,7 @@ struct Bar {
 /// MSI-X through VFIO: enabling arms the device's vectors with the irqfd
 /// eventfds; routes (and so masking) go to the VMM's interrupt routing.
 struct VfioMsix {
-    device: Arc<VfioDevice>,
+    device: Arc<dyn VfioAccess>,
     routes: Arc<dyn MsixInterrupts>,
     eventfds: Vec<EventFd>,
 }
@@ -110,12 +113,14 @@ impl MsixInterrupts for VfioMsix {
 
     fn enable(&self, enabled: bool) {
         let result = if enabled {
-            self.device.enable_msix(self.eventfds.iter().collect())
+            let fds: Vec<&EventFd> = self.eventfds.iter().collect();
+            self.device.enable_msix(&fds)
         } else {
             self.device.disable_msix()
         };
         if let Err(e) = result {
-            log::error!(
+            crate::guest_log!(
+                log::Level::Error,
                 "vfio: cannot {} MSI-X: {e}",
                 if enabled { "enable" } else { "disable" }
             );
@@ -126,7 +131,7 @@ impl MsixInterrupts for VfioMsix {
 /// A host PCI function assigned to the guest.
 pub struct VfioPciDevice {
     bdf: String,
-    device: Arc<VfioDevice>,
+    device: Arc<dyn VfioAccess>,
     config: PciConfiguration,
     bars: Vec<Option<Bar>>,
     msix: Option<(MsixLocation, MsixConfig)>,
@@ -140,7 +145,7 @@ const HEADER_ROM: usize = 0xc;
 const HEADER_INTERRUPT: usize = 0xf;
 const COMMAND_REG: usize = 1;
 
-fn read_config_bytes(device: &VfioDevice) -> Vec<u8> {
+fn read_config_bytes(device: &dyn VfioAccess) -> Vec<u8> {
     let mut config = vec![0u8; 256];
     device.region_read(VFIO_PCI_CONFIG_REGION_INDEX, &mut config, 0);
     config
@@ -152,14 +157,14 @@ impl VfioPciDevice {
     /// routed by `routes` whose vectors are signalled through `eventfds`.
     pub fn new(
         bdf: &str,
-        device: Arc<VfioDevice>,
+        device: Arc<dyn VfioAccess>,
         alloc: &mut dyn FnMut(u64, BarKind) -> Option<u64>,
         slots: Arc<dyn MemorySlots>,
         routes: Arc<dyn MsixInterrupts>,
         eventfds: Vec<EventFd>,
     ) -> Result<Self, VfioPciError> {
         device.reset();
-        let raw = read_config_bytes(&device);
+        let raw = read_config_bytes(&*device);
         let word = |at: usize| u16::from_le_bytes([raw[at], raw[at + 1]]);
         let mut config = PciConfiguration::new(PciIds {
             vendor: word(0),
@@ -182,7 +187,7 @@ impl VfioPciDevice {
             ]);
             let is_io = reg & 1 != 0;
             let is64 = !is_io && (reg >> 1) & 3 == 2;
-            let size = device.get_region_size(index as u32);
+            let size = device.region_size(index as u32);
             if size == 0 {
                 index += 1;
                 continue;
@@ -212,16 +217,16 @@ impl VfioPciDevice {
             let holds_msix = found
                 .msix
                 .is_some_and(|m| m.table_bar == index || m.pba_bar == index);
-            let flags = device.get_region_flags(index as u32);
+            let flags = device.region_flags(index as u32);
             let mappable = !is_io
                 && flags & VFIO_REGION_INFO_FLAG_MMAP != 0
                 && flags & (VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE) != 0;
             let mapping = if mappable && !holds_msix {
                 Some(Self::mmap_bar(
                     bdf,
-                    &device,
+                    &*device,
                     index,
-                    device.get_region_size(index as u32),
+                    device.region_size(index as u32),
                 )?)
             } else {
                 None
@@ -260,71 +265,64 @@ impl VfioPciDevice {
 
     fn mmap_bar(
         bdf: &str,
-        device: &VfioDevice,
+        device: &dyn VfioAccess,
         bar: usize,
         size: u64,
     ) -> Result<Mapping, VfioPciError> {
-        let offset = device.get_region_offset(bar as u32);
-        // SAFETY: a fresh shared mapping of the device fd at the region's
-        // offset, as VFIO documents for mmap-able regions; the kernel checks
-        // the bounds and we own the result until munmap in Drop.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                size as usize,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                std::os::fd::AsRawFd::as_raw_fd(device),
-                offset as libc::off_t,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(VfioPciError::Mmap {
-                bdf: bdf.to_string(),
-                bar,
-                source: std::io::Error::last_os_error(),
-            });
-        }
+        let host_addr =
+            device
+                .mmap_region(bar as u32, size)
+                .map_err(|source| VfioPciError::Mmap {
+                    bdf: bdf.to_string(),
+                    bar,
+                    source,
+                })?;
         Ok(Mapping {
-            host_addr: ptr as u64,
+            host_addr,
             size,
             slot: None,
         })
     }
 
-    /// Puts every mmapped BAR at its current guest address.
-    pub fn map_bars(&mut self) -> Result<(), VfioPciError> {
-        for index in 0..NUM_BARS {
-            self.remap_bar(index)?;
-        }
-        Ok(())
-    }
-
-    fn remap_bar(&mut self, index: usize) -> Result<(), VfioPciError> {
-        let gpa = self.config.bar_addr(index);
+    /// Installs BAR `index`'s mmap as a memory slot at `gpa`, where the BAR
+    /// now decodes.
+    fn map_slot(&mut self, index: usize, gpa: u64) -> Result<(), VfioPciError> {
         let Some(Some(bar)) = self.bars.get_mut(index) else {
             return Ok(());
         };
         let Some(mapping) = bar.mapping.as_mut() else {
             return Ok(());
         };
-        if let Some(slot) = mapping.slot.take() {
-            if let Err(e) = self.slots.unmap(slot) {
-                log::warn!("vfio {}: cannot unmap BAR {index}: {e}", self.bdf);
-            }
+        if mapping.slot.is_some() {
+            return Ok(());
         }
-        if let Some(gpa) = gpa {
-            let slot = self
-                .slots
-                .map(gpa, mapping.size, mapping.host_addr)
-                .map_err(|source| VfioPciError::Slot {
-                    bdf: self.bdf.clone(),
-                    bar: index,
-                    source,
-                })?;
-            mapping.slot = Some(slot);
-        }
+        let slot = self
+            .slots
+            .map(gpa, mapping.size, mapping.host_addr)
+            .map_err(|source| VfioPciError::Slot {
+                bdf: self.bdf.clone(),
+                bar: index,
+                source,
+            })?;
+        mapping.slot = Some(slot);
         Ok(())
+    }
+
+    /// Removes BAR `index`'s memory slot (its accesses trap from now on).
+    fn unmap_slot(&mut self, index: usize) {
+        let Some(Some(bar)) = self.bars.get_mut(index) else {
+            return;
+        };
+        let Some(slot) = bar.mapping.as_mut().and_then(|m| m.slot.take()) else {
+            return;
+        };
+        if let Err(e) = self.slots.unmap(slot) {
+            crate::guest_log!(
+                log::Level::Error,
+                "vfio {}: cannot remove the memory slot of BAR {index}: {e}",
+                self.bdf
+            );
+        }
     }
 
     fn device_read(&self, reg: usize) -> u32 {
@@ -340,16 +338,40 @@ impl VfioPciDevice {
             .is_some_and(|(loc, _)| loc.cap / 4 == reg)
     }
 
-    /// Which emulated MSI-X structure, if any, `offset` of BAR `bar` hits.
-    fn msix_part(&self, bar: usize, offset: u64) -> Option<MsixPart> {
+    /// The MSI-X capability's table and PBA location dwords: read-only,
+    /// and emulated like the rest of the capability, so writes stop here.
+    fn in_msix_locations(&self, reg: usize) -> bool {
+        self.msix
+            .as_ref()
+            .is_some_and(|(loc, _)| (loc.cap / 4 + 1..=loc.cap / 4 + 2).contains(&reg))
+    }
+
+    /// Which emulated MSI-X structure, if any, `len` bytes at `offset` of
+    /// BAR `bar` touch.
+    fn msix_part(&self, bar: usize, offset: u64, len: usize) -> Option<MsixPart> {
         let (loc, _) = self.msix.as_ref()?;
-        let within = |base: u64, size: u64| (base..base + size).contains(&offset);
-        if bar == loc.table_bar && within(loc.table_offset, loc.table_size()) {
-            Some(MsixPart::Table(offset - loc.table_offset))
-        } else if bar == loc.pba_bar && within(loc.pba_offset, loc.pba_size()) {
-            Some(MsixPart::Pba(offset - loc.pba_offset))
-        } else {
-            None
+        let end = offset.saturating_add(len as u64);
+        let part = |base: u64, size: u64| {
+            let limit = base + size;
+            if offset >= base && end <= limit {
+                Some(Ok(offset - base))
+            } else if offset < limit && end > base {
+                Some(Err(()))
+            } else {
+                None
+            }
+        };
+        let table = (bar == loc.table_bar)
+            .then(|| part(loc.table_offset, loc.table_size()))
+            .flatten();
+        let pba = (bar == loc.pba_bar)
+            .then(|| part(loc.pba_offset, loc.pba_size()))
+            .flatten();
+        match (table, pba) {
+            (Some(Ok(at)), None) => Some(MsixPart::Table(at)),
+            (None, Some(Ok(at))) => Some(MsixPart::Pba(at)),
+            (None, None) => None,
+            _ => Some(MsixPart::Edge),
         }
     }
 
@@ -418,6 +440,7 @@ impl PciDevice for VfioPciDevice {
                     msix.set_control(ctl);
                 }
             }
+            r if self.in_msix_locations(r) => {}
             r if self.in_msi_cap(r).is_some() => {
                 if let (Some(at), Some(msi)) = (self.in_msi_cap(r), self.msi.as_mut()) {
                     msi.write(at + offset as usize, data);
@@ -443,16 +466,22 @@ impl PciDevice for VfioPciDevice {
         self.config.bar_regions()
     }
 
-    fn bar_moved(&mut self, bar: usize, _old: u64, _new: u64) {
-        if let Err(e) = self.remap_bar(bar) {
-            log::error!("{e}");
+    fn bar_mapped(&mut self, region: BarRegion) {
+        if let Err(e) = self.map_slot(region.index, region.addr) {
+            // Accesses then trap and still reach the device.
+            crate::guest_log!(log::Level::Warn, "{e}");
         }
     }
 
+    fn bar_unmapped(&mut self, region: BarRegion) {
+        self.unmap_slot(region.index);
+    }
+
     fn read_bar(&mut self, bar: usize, offset: u64, data: &mut [u8]) {
-        match (self.msix_part(bar, offset), self.msix.as_ref()) {
+        match (self.msix_part(bar, offset, data.len()), self.msix.as_ref()) {
             (Some(MsixPart::Table(at)), Some((_, msix))) => msix.read_table(at, data),
             (Some(MsixPart::Pba(at)), Some((_, msix))) => msix.read_pba(at, data),
+            (Some(MsixPart::Edge), _) => data.fill(0xff),
             _ if self.in_bar(bar, offset, data.len()) => {
                 self.device.region_read(bar as u32, data, offset)
             }
@@ -461,14 +490,14 @@ impl PciDevice for VfioPciDevice {
     }
 
     fn write_bar(&mut self, bar: usize, offset: u64, data: &[u8]) {
-        match self.msix_part(bar, offset) {
+        match self.msix_part(bar, offset, data.len()) {
             Some(MsixPart::Table(at)) => {
                 if let Some((_, msix)) = self.msix.as_mut() {
                     msix.write_table(at, data);
                 }
             }
             // The PBA is read-only.
-            Some(MsixPart::Pba(_)) => {}
+            Some(MsixPart::Pba(_) | MsixPart::Edge) => {}
             None if self.in_bar(bar, offset, data.len()) => {
                 self.device.region_write(bar as u32, data, offset)
             }
@@ -490,8 +519,7 @@ impl Drop for VfioPciDevice {
                 if let Some(slot) = m.slot {
                     let _ = self.slots.unmap(slot);
                 }
-                // SAFETY: unmapping exactly the mapping mmap_bar created.
-                unsafe { libc::munmap(m.host_addr as *mut libc::c_void, m.size as usize) };
+                self.device.munmap_region(m.host_addr, m.size);
             }
         }
         self.device.reset();

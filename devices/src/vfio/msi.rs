@@ -5,9 +5,9 @@
 
 use std::sync::Arc;
 
-use vfio_ioctls::VfioDevice;
 use vmm_sys_util::eventfd::EventFd;
 
+use super::access::VfioAccess;
 use crate::pci::msix::{MsiMessage, MsixInterrupts};
 
 const CTL_ENABLE: u16 = 1 << 0;
@@ -24,7 +24,7 @@ pub struct MsiCap {
     data: u16,
     mask: u32,
     routed: u32,
-    device: Arc<VfioDevice>,
+    device: Arc<dyn VfioAccess>,
     routes: Arc<dyn MsixInterrupts>,
     eventfds: Vec<EventFd>,
 }
@@ -36,7 +36,7 @@ impl MsiCap {
     pub fn new(
         offset: usize,
         control: u16,
-        device: Arc<VfioDevice>,
+        device: Arc<dyn VfioAccess>,
         routes: Arc<dyn MsixInterrupts>,
         eventfds: Vec<EventFd>,
     ) -> Self {
@@ -87,6 +87,10 @@ impl MsiCap {
             8 if self.is64() => self.addr_hi,
             a if a == data_at => u32::from(self.data),
             a if a == data_at + 4 && self.control & CTL_PER_VECTOR_MASK != 0 => self.mask,
+            // Pending bits: signals held for masked vectors.
+            a if a == data_at + 8 && self.control & CTL_PER_VECTOR_MASK != 0 => (0..self.vectors())
+                .filter(|v| self.mask & (1 << v) != 0 && self.routes.pending(*v as u16))
+                .fold(0, |bits, v| bits | (1 << v)),
             _ => 0,
         }
     }
@@ -129,8 +133,8 @@ impl MsiCap {
         let n = if enabled { self.vectors() } else { 0 };
         if enabled && !was_enabled {
             let fds: Vec<&EventFd> = self.eventfds.iter().take(n as usize).collect();
-            if let Err(e) = self.device.enable_msi(fds) {
-                log::error!("vfio: cannot enable MSI: {e}");
+            if let Err(e) = self.device.enable_msi(&fds) {
+                crate::guest_log!(log::Level::Error, "vfio: cannot enable MSI: {e}");
             }
         }
         for v in 0..self.routed.max(n) {
@@ -144,7 +148,7 @@ impl MsiCap {
         self.routed = n;
         if !enabled && was_enabled {
             if let Err(e) = self.device.disable_msi() {
-                log::error!("vfio: cannot disable MSI: {e}");
+                crate::guest_log!(log::Level::Error, "vfio: cannot disable MSI: {e}");
             }
         }
     }

@@ -5,7 +5,9 @@
 //! transport tells it the driver notified it. The transport (virtio-pci)
 //! owns feature negotiation, queue set-up and interrupts; devices never see
 //! PCI. Devices hold the memory they do DMA through: plain guest memory, or
-//! an IOMMU-translated view of it for devices behind the virtio-iommu.
+//! an IOMMU-translated view of it for devices behind the virtio-iommu, and
+//! serve their queues through [`queue::DeviceQueue`], which validates what
+//! the driver put in the rings and stops serving a queue the driver broke.
 
 use std::sync::Arc;
 
@@ -22,6 +24,12 @@ pub trait VirtioInterrupt: Send + Sync {
     fn notify_queue(&self, queue: u16);
     /// The device's configuration space changed.
     fn notify_config(&self);
+    /// Queue `queue` is broken (see [`queue::DeviceQueue`]): the device
+    /// stopped serving it and needs a reset. The transport sets
+    /// DEVICE_NEEDS_RESET, notifies a configuration change and stops
+    /// passing on notifications for the queue. A transport without a way
+    /// to tell the driver ignores it.
+    fn queue_broken(&self, _queue: u16) {}
 }
 
 /// Why a device could not be activated.
@@ -30,6 +38,17 @@ pub enum ActivateError {
     /// The driver did not set up a queue the device needs.
     #[error("queue {0} is required but was not enabled by the driver")]
     MissingQueue(usize),
+    /// A ring of an enabled queue is not in the memory the device does DMA
+    /// through.
+    #[error("queue {queue}: the {ring} at {addr:#x} is not in guest memory")]
+    Ring {
+        /// The queue.
+        queue: usize,
+        /// Which ring.
+        ring: &'static str,
+        /// Its address as the driver programmed it.
+        addr: u64,
+    },
     /// A device-specific problem.
     #[error("{0}")]
     Device(String),
@@ -69,3 +88,4 @@ pub trait VirtioDevice: Send {
 pub mod block;
 pub mod iommu;
 pub mod pci;
+pub mod queue;

@@ -1,13 +1,16 @@
 //! The virtio-pci modern transport (virtio 1.x, section 4.1): PCI
-//! identification, the vendor capabilities, and BAR 0 holding the common
-//! configuration, ISR, device configuration, notification area and the
-//! MSI-X table and PBA.
+//! identification, the vendor capabilities (common, notify, ISR, device
+//! and the `PCI_CFG` window in configuration space), and BAR 0 holding the
+//! common configuration, ISR, device configuration, notification area and
+//! the MSI-X table and PBA.
 //!
-//! Driver mistakes (features never offered, bad queue sizes or addresses,
-//! out-of-order status) are refused without touching the device: the status
-//! gets DEVICE_NEEDS_RESET or the write is ignored, and a line is logged.
+//! Driver mistakes (features never offered, bad queue sizes, zero or
+//! misaligned ring addresses, out-of-order status) are refused without
+//! touching the device: the status gets DEVICE_NEEDS_RESET or the write is
+//! ignored, and a rate-limited line is logged. A queue the device reports
+//! broken sets DEVICE_NEEDS_RESET, raises a configuration interrupt and is
+//! no longer served until the driver resets the device.
 
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
 use virtio_queue::{Queue, QueueT};
@@ -18,6 +21,8 @@ use super::{VirtioDevice, VirtioInterrupt, VIRTIO_F_VERSION_1};
 use crate::pci::config::{BarKind, PciConfiguration, PciIds};
 use crate::pci::msix::{MsixConfig, MsixInterrupts, MSIX_CAP_ID};
 use crate::pci::{BarRegion, PciDevice};
+use cfg_window::CfgWindow;
+use signals::Signals;
 
 /// Virtio's PCI vendor ID.
 pub const VIRTIO_PCI_VENDOR: u16 = 0x1af4;
@@ -64,9 +69,6 @@ pub const STATUS_FEATURES_OK: u8 = 8;
 /// Device status: the device hit an error and needs a reset.
 pub const STATUS_NEEDS_RESET: u8 = 0x40;
 
-const ISR_QUEUE: u8 = 1;
-const ISR_CONFIG: u8 = 2;
-
 /// Where notifications are handled.
 pub enum NotifyMode {
     /// In the vCPU thread that wrote the notify register in BAR 0.
@@ -105,7 +107,6 @@ struct QueueSetup {
     max_size: u16,
     size: u16,
     enabled: bool,
-    vector: u16,
     desc: u64,
     driver: u64,
     device: u64,
@@ -117,7 +118,6 @@ impl QueueSetup {
             max_size,
             size: max_size,
             enabled: false,
-            vector: NO_VECTOR,
             desc: 0,
             driver: 0,
             device: 0,
@@ -130,7 +130,8 @@ struct CommonConfig {
     device_feature_select: u32,
     driver_feature_select: u32,
     driver_features: u64,
-    config_vector: u16,
+    /// The status bits the driver set (DEVICE_NEEDS_RESET lives in
+    /// [`Signals`]).
     status: u8,
     queue_select: u16,
     queues: Vec<QueueSetup>,
@@ -142,7 +143,6 @@ impl CommonConfig {
             device_feature_select: 0,
             driver_feature_select: 0,
             driver_features: 0,
-            config_vector: NO_VECTOR,
             status: 0,
             queue_select: 0,
             queues: max_sizes.iter().map(|m| QueueSetup::new(*m)).collect(),
@@ -154,52 +154,18 @@ impl CommonConfig {
     }
 }
 
-/// Interrupts of an activated device: queue -> MSI-X vector, plus the ISR.
-struct PciInterrupt {
-    msix: Arc<Mutex<MsixConfig>>,
-    isr: Arc<AtomicU8>,
-    queue_vectors: Vec<u16>,
-    config_vector: u16,
-}
-
-impl PciInterrupt {
-    fn raise(&self, vector: u16, isr_bit: u8) {
-        self.isr.fetch_or(isr_bit, Ordering::SeqCst);
-        if vector != NO_VECTOR {
-            self.msix
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .trigger(vector);
-        }
-    }
-}
-
-impl VirtioInterrupt for PciInterrupt {
-    fn notify_queue(&self, queue: u16) {
-        let vector = self
-            .queue_vectors
-            .get(usize::from(queue))
-            .copied()
-            .unwrap_or(NO_VECTOR);
-        self.raise(vector, ISR_QUEUE);
-    }
-
-    fn notify_config(&self) {
-        self.raise(self.config_vector, ISR_CONFIG);
-    }
-}
-
 /// A virtio device on PCI.
 pub struct VirtioPciDevice {
     config: PciConfiguration,
     device: Arc<Mutex<dyn VirtioDevice>>,
     device_features: u64,
     common: CommonConfig,
-    msix: Arc<Mutex<MsixConfig>>,
+    signals: Arc<Signals>,
     msix_cap_offset: usize,
-    isr: Arc<AtomicU8>,
+    cfg_window: CfgWindow,
     activated: bool,
-    bar_addr: u64,
+    /// Where BAR 0 decodes, with the queue ioeventfds registered there.
+    ioevents_at: Option<u64>,
     notify: NotifyMode,
     queue_events: Vec<EventFd>,
 }
@@ -291,15 +257,15 @@ impl VirtioPciDevice {
             MSIX_PBA_OFFSET as u32,
         );
         let msix_cap_offset = config.add_capability(MSIX_CAP_ID, &body)?;
+        let cfg_cap = config.add_capability(CAP_VENDOR, &cfg_window::body())?;
+        let cfg_window = CfgWindow::new(&mut config, cfg_cap);
+        let queues = max_sizes.len();
 
+        // Registered with the hypervisor while BAR 0 decodes (bar_mapped).
         let mut queue_events = Vec::new();
-        if let NotifyMode::Ioeventfd(registry) = &notify {
-            for q in 0..max_sizes.len() {
-                let fd = EventFd::new(EFD_NONBLOCK).map_err(VirtioPciError::IoEvent)?;
-                registry
-                    .register(Self::notify_addr(bar_addr, q), &fd)
-                    .map_err(VirtioPciError::IoEvent)?;
-                queue_events.push(fd);
+        if let NotifyMode::Ioeventfd(_) = &notify {
+            for _ in 0..max_sizes.len() {
+                queue_events.push(EventFd::new(EFD_NONBLOCK).map_err(VirtioPciError::IoEvent)?);
             }
         }
         Ok(Self {
@@ -307,11 +273,11 @@ impl VirtioPciDevice {
             device,
             device_features,
             common: CommonConfig::new(&max_sizes),
-            msix: Arc::new(Mutex::new(msix)),
+            signals: Arc::new(Signals::new(Arc::new(Mutex::new(msix)), queues)),
             msix_cap_offset,
-            isr: Arc::new(AtomicU8::new(0)),
+            cfg_window,
             activated: false,
-            bar_addr,
+            ioevents_at: None,
             notify,
             queue_events,
         })
@@ -357,7 +323,7 @@ impl VirtioPciDevice {
                 .map(|q| q.max_size)
                 .collect::<Vec<_>>(),
         );
-        self.isr.store(0, Ordering::SeqCst);
+        self.signals.reset();
         self.activated = false;
     }
 
@@ -366,16 +332,23 @@ impl VirtioPciDevice {
             self.reset();
             return;
         }
+        // DEVICE_NEEDS_RESET is the device's to set: a driver writing back
+        // what it read does not change it.
+        let value = value & !STATUS_NEEDS_RESET;
         let old = self.common.status;
         if value & old != old {
-            log::warn!("virtio-pci: driver cleared status bits ({old:#x} -> {value:#x}); ignored");
+            crate::guest_log!(
+                log::Level::Warn,
+                "virtio-pci: driver cleared status bits ({old:#x} -> {value:#x}); ignored"
+            );
             return;
         }
         let mut new = value;
         if new & STATUS_FEATURES_OK != 0 && old & STATUS_FEATURES_OK == 0 {
             let acked = self.common.driver_features;
             if acked & !self.device_features != 0 || acked & VIRTIO_F_VERSION_1 == 0 {
-                log::warn!(
+                crate::guest_log!(
+                    log::Level::Warn,
                     "virtio-pci: driver accepted features {acked:#x} outside {:#x} or without VERSION_1",
                     self.device_features
                 );
@@ -384,16 +357,26 @@ impl VirtioPciDevice {
                 self.lock_device().set_acked_features(acked);
             }
         }
-        if new & STATUS_DRIVER_OK != 0 && !self.activated {
+        let mut failed = false;
+        if new & STATUS_DRIVER_OK != 0 && !self.activated && !self.signals.needs_reset() {
             if new & STATUS_FEATURES_OK == 0 {
-                log::warn!("virtio-pci: DRIVER_OK without FEATURES_OK");
-                new |= STATUS_NEEDS_RESET;
+                crate::guest_log!(
+                    log::Level::Warn,
+                    "virtio-pci: DRIVER_OK without FEATURES_OK"
+                );
+                failed = true;
             } else if let Err(e) = self.activate() {
-                log::warn!("virtio-pci: cannot activate the device: {e}");
-                new |= STATUS_NEEDS_RESET;
+                crate::guest_log!(
+                    log::Level::Warn,
+                    "virtio-pci: cannot activate the device: {e}"
+                );
+                failed = true;
             }
         }
         self.common.status = new;
+        if failed {
+            self.signals.set_needs_reset();
+        }
     }
 
     fn activate(&mut self) -> Result<(), String> {
@@ -404,6 +387,11 @@ impl VirtioPciDevice {
         for (i, setup) in self.common.queues.iter().enumerate() {
             if !setup.enabled {
                 continue;
+            }
+            // Address 0 is never a ring a driver allocated (and virtio-queue
+            // treats an available ring there as "not ready").
+            if setup.desc == 0 || setup.driver == 0 || setup.device == 0 {
+                return Err(format!("queue {i} has a ring at address 0"));
             }
             let mut q = Queue::new(setup.max_size).map_err(|e| format!("queue {i}: {e:?}"))?;
             q.try_set_size(setup.size)
@@ -418,12 +406,7 @@ impl VirtioPciDevice {
             q.set_ready(true);
             queues.push((i, q));
         }
-        let interrupt = Arc::new(PciInterrupt {
-            msix: self.msix.clone(),
-            isr: self.isr.clone(),
-            queue_vectors: self.common.queues.iter().map(|q| q.vector).collect(),
-            config_vector: self.common.config_vector,
-        });
+        let interrupt: Arc<dyn VirtioInterrupt> = self.signals.clone();
         self.lock_device()
             .activate(queues, interrupt)
             .map_err(|e| e.to_string())?;
@@ -432,11 +415,7 @@ impl VirtioPciDevice {
     }
 
     fn valid_vector(&self, v: u16) -> u16 {
-        let vectors = self
-            .msix
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .vectors();
+        let vectors = self.signals.msix().vectors();
         if v < vectors {
             v
         } else {
@@ -447,6 +426,12 @@ impl VirtioPciDevice {
     fn read_common(&mut self, offset: u64, data: &mut [u8]) {
         let c = &self.common;
         let q = c.queues.get(usize::from(c.queue_select)).copied();
+        let status = c.status
+            | if self.signals.needs_reset() {
+                STATUS_NEEDS_RESET
+            } else {
+                0
+            };
         let value: u64 = match (offset, data.len()) {
             (0x00, 4) => u64::from(c.device_feature_select),
             (0x04, 4) => match c.device_feature_select {
@@ -460,13 +445,13 @@ impl VirtioPciDevice {
                 1 => c.driver_features >> 32,
                 _ => 0,
             },
-            (0x10, 2) => u64::from(c.config_vector),
+            (0x10, 2) => u64::from(self.signals.config_vector()),
             (0x12, 2) => c.queues.len() as u64,
-            (0x14, 1) => u64::from(c.status),
+            (0x14, 1) => u64::from(status),
             (0x15, 1) => 0,
             (0x16, 2) => u64::from(c.queue_select),
             (0x18, 2) => q.map_or(0, |q| u64::from(q.size)),
-            (0x1a, 2) => q.map_or(u64::from(NO_VECTOR), |q| u64::from(q.vector)),
+            (0x1a, 2) => u64::from(self.signals.queue_vector(usize::from(c.queue_select))),
             (0x1c, 2) => q.map_or(0, |q| u64::from(q.enabled)),
             (0x1e, 2) => u64::from(c.queue_select),
             (0x20 | 0x28 | 0x30, 8) => q.map_or(0, |q| Self::queue_addr(&q, offset)),
@@ -500,7 +485,10 @@ impl VirtioPciDevice {
             (0x08, 4) => self.common.driver_feature_select = value as u32,
             (0x0c, 4) => {
                 if self.common.status & STATUS_FEATURES_OK != 0 {
-                    log::warn!("virtio-pci: feature write after FEATURES_OK ignored");
+                    crate::guest_log!(
+                        log::Level::Warn,
+                        "virtio-pci: feature write after FEATURES_OK ignored"
+                    );
                     return;
                 }
                 let f = &mut self.common.driver_features;
@@ -510,7 +498,9 @@ impl VirtioPciDevice {
                     _ => {}
                 }
             }
-            (0x10, 2) => self.common.config_vector = self.valid_vector(value as u16),
+            (0x10, 2) => self
+                .signals
+                .set_config_vector(self.valid_vector(value as u16)),
             (0x14, 1) => self.set_status(value as u8),
             (0x16, 2) => self.common.queue_select = value as u16,
             (0x18, 2) if queue_config_open => {
@@ -519,15 +509,20 @@ impl VirtioPciDevice {
                     if size.is_power_of_two() && size <= q.max_size {
                         q.size = size;
                     } else {
-                        log::warn!("virtio-pci: queue size {size} refused (max {})", q.max_size);
+                        crate::guest_log!(
+                            log::Level::Warn,
+                            "virtio-pci: queue size {size} refused (max {})",
+                            q.max_size
+                        );
                     }
                 }
             }
+            // Takes effect at once, DRIVER_OK or not: the vector is looked
+            // up when the interrupt is raised.
             (0x1a, 2) => {
                 let vector = self.valid_vector(value as u16);
-                if let Some(q) = self.common.selected() {
-                    q.vector = vector;
-                }
+                self.signals
+                    .set_queue_vector(usize::from(self.common.queue_select), vector);
             }
             (0x1c, 2) if queue_config_open => {
                 if let Some(q) = self.common.selected() {
@@ -566,9 +561,11 @@ impl VirtioPciDevice {
         };
     }
 
-    /// The driver notified `queue`: run it here (if it is live).
+    /// The driver notified `queue`: run it here (if it is live and not
+    /// broken).
     fn notify_queue(&mut self, queue: usize) {
-        let live = self.common.queues.get(queue).is_some_and(|q| q.enabled);
+        let live = self.common.queues.get(queue).is_some_and(|q| q.enabled)
+            && !self.signals.is_broken(queue);
         if self.activated && live {
             self.lock_device().process_queue(queue);
         }
@@ -577,23 +574,50 @@ impl VirtioPciDevice {
     fn msix_cap_reg(&self) -> usize {
         self.msix_cap_offset / 4
     }
+
+    /// The size of BAR `bar` of this device (0: none).
+    fn bar_size(&self, bar: usize) -> u64 {
+        match (bar, &self.notify) {
+            (BAR_INDEX, _) => BAR_SIZE,
+            (IO_NOTIFY_BAR, NotifyMode::InVcpuPort(_)) => {
+                Self::io_notify_size(self.common.queues.len())
+            }
+            _ => 0,
+        }
+    }
+
+    /// The BAR access the `PCI_CFG` window selects, if well formed.
+    fn window_access(&self) -> Option<cfg_window::WindowAccess> {
+        self.cfg_window
+            .access(&self.config, |bar| self.bar_size(bar))
+    }
 }
 
 impl PciDevice for VirtioPciDevice {
     fn read_config_register(&mut self, reg: usize) -> u32 {
         let value = self.config.read_reg(reg);
         if reg == self.msix_cap_reg() {
-            let ctl = self
-                .msix
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .control();
+            let ctl = self.signals.msix().control();
             return (value & 0xffff) | (u32::from(ctl) << 16);
+        }
+        if self.cfg_window.is_data(reg) {
+            let mut read = [0u8; 4];
+            if let Some(a) = self.window_access() {
+                self.read_bar(a.bar, a.offset, &mut read[..a.len]);
+            }
+            return self.cfg_window.read_data(read);
         }
         value
     }
 
     fn write_config_register(&mut self, reg: usize, offset: u64, data: &[u8]) {
+        if self.cfg_window.is_data(reg) {
+            let bytes = self.cfg_window.write_data(offset, data);
+            if let Some(a) = self.window_access() {
+                self.write_bar(a.bar, a.offset, &bytes[..a.len]);
+            }
+            return;
+        }
         if reg == self.msix_cap_reg() {
             // Message control is the upper half of the capability's first dword.
             let ctl = match (offset, data) {
@@ -603,10 +627,7 @@ impl PciDevice for VirtioPciDevice {
                 _ => None,
             };
             if let Some(ctl) = ctl {
-                self.msix
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .set_control(ctl);
+                self.signals.msix().set_control(ctl);
             }
             return;
         }
@@ -617,18 +638,40 @@ impl PciDevice for VirtioPciDevice {
         self.config.bar_regions()
     }
 
-    fn bar_moved(&mut self, _bar: usize, old: u64, new: u64) {
-        self.bar_addr = new;
+    fn bar_mapped(&mut self, region: BarRegion) {
+        if region.index != BAR_INDEX || region.io || self.ioevents_at.is_some() {
+            return;
+        }
         if let NotifyMode::Ioeventfd(registry) = &self.notify {
             for (q, fd) in self.queue_events.iter().enumerate() {
-                if let Err(e) = registry.unregister(Self::notify_addr(old, q), fd) {
-                    log::warn!("virtio-pci: cannot unregister queue {q} ioeventfd: {e}");
+                if let Err(e) = registry.register(Self::notify_addr(region.addr, q), fd) {
+                    // The notification still arrives, as a trapped write.
+                    crate::guest_log!(
+                        log::Level::Warn,
+                        "virtio-pci: cannot register queue {q} ioeventfd at {:#x}: {e}",
+                        Self::notify_addr(region.addr, q)
+                    );
                 }
-                if let Err(e) = registry.register(Self::notify_addr(new, q), fd) {
-                    log::error!("virtio-pci: cannot register queue {q} ioeventfd: {e}");
+            }
+            self.ioevents_at = Some(region.addr);
+        }
+    }
+
+    fn bar_unmapped(&mut self, region: BarRegion) {
+        if region.index != BAR_INDEX || self.ioevents_at != Some(region.addr) {
+            return;
+        }
+        if let NotifyMode::Ioeventfd(registry) = &self.notify {
+            for (q, fd) in self.queue_events.iter().enumerate() {
+                if let Err(e) = registry.unregister(Self::notify_addr(region.addr, q), fd) {
+                    crate::guest_log!(
+                        log::Level::Warn,
+                        "virtio-pci: cannot unregister queue {q} ioeventfd: {e}"
+                    );
                 }
             }
         }
+        self.ioevents_at = None;
     }
 
     fn read_bar(&mut self, bar: usize, offset: u64, data: &mut [u8]) {
@@ -640,22 +683,16 @@ impl PciDevice for VirtioPciDevice {
             o if o < COMMON_OFFSET + COMMON_SIZE => self.read_common(o - COMMON_OFFSET, data),
             o if (ISR_OFFSET..ISR_OFFSET + ISR_SIZE).contains(&o) => {
                 if let Some(first) = data.first_mut() {
-                    *first = self.isr.swap(0, Ordering::SeqCst);
+                    *first = self.signals.take_isr();
                 }
             }
             o if (DEVICE_CFG_OFFSET..DEVICE_CFG_OFFSET + DEVICE_CFG_SIZE).contains(&o) => {
                 self.lock_device().read_config(o - DEVICE_CFG_OFFSET, data)
             }
-            o if (MSIX_TABLE_OFFSET..MSIX_PBA_OFFSET).contains(&o) => self
-                .msix
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .read_table(o - MSIX_TABLE_OFFSET, data),
-            o if o >= MSIX_PBA_OFFSET => self
-                .msix
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .read_pba(o - MSIX_PBA_OFFSET, data),
+            o if (MSIX_TABLE_OFFSET..MSIX_PBA_OFFSET).contains(&o) => {
+                self.signals.msix().read_table(o - MSIX_TABLE_OFFSET, data)
+            }
+            o if o >= MSIX_PBA_OFFSET => self.signals.msix().read_pba(o - MSIX_PBA_OFFSET, data),
             _ => {}
         }
     }
@@ -676,15 +713,15 @@ impl PciDevice for VirtioPciDevice {
             o if (NOTIFY_OFFSET..NOTIFY_OFFSET + NOTIFY_SIZE).contains(&o) => {
                 self.notify_queue(((o - NOTIFY_OFFSET) / u64::from(NOTIFY_MULTIPLIER)) as usize);
             }
-            o if (MSIX_TABLE_OFFSET..MSIX_PBA_OFFSET).contains(&o) => self
-                .msix
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .write_table(o - MSIX_TABLE_OFFSET, data),
+            o if (MSIX_TABLE_OFFSET..MSIX_PBA_OFFSET).contains(&o) => {
+                self.signals.msix().write_table(o - MSIX_TABLE_OFFSET, data)
+            }
             _ => {}
         }
     }
 }
 
+mod cfg_window;
+mod signals;
 #[cfg(test)]
 mod tests;

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use arch::plan::GuestMap;
 use devices::pci::host_bridge::HostBridge;
-use devices::pci::{BarKind, PciConfigIo, PciConfigMmio, PciMmioWindow, PciRoot};
+use devices::pci::{BarKind, PciConfigIo, PciConfigMmio, PciMmioWindow, PciRoot, PciWindows};
 use devices::virtio::pci::{IoEventRegistry, NotifyMode, VirtioPciDevice, BAR_SIZE};
 use devices::virtio::VirtioDevice;
 use devices::Bus;
@@ -72,7 +72,10 @@ impl PciBuilder {
         pio_bus: &mut Bus,
         mmio_bus: &mut Bus,
     ) -> Result<Self, DeviceError> {
-        let root = Arc::new(PciRoot::new());
+        let root = Arc::new(PciRoot::new(PciWindows {
+            mmio: vec![map.mmio32, map.mmio64],
+            io: vec![PCI_IO_WINDOW],
+        }));
         root.add_device(Arc::new(Mutex::new(HostBridge::new())))?;
         if let Some(port) = Native::PCI.config_ports {
             let config_io = Arc::new(Mutex::new(PciConfigIo::new(root.clone())));
@@ -147,7 +150,7 @@ impl PciBuilder {
                 .ok()
                 .map(|r| r.start())
         };
-        let mut dev = devices::vfio::VfioPciDevice::new(
+        let dev = devices::vfio::VfioPciDevice::new(
             &opened.bdf,
             opened.device.clone(),
             &mut alloc,
@@ -155,7 +158,6 @@ impl PciBuilder {
             group,
             eventfds,
         )?;
-        dev.map_bars()?;
         let got = bdf(self.root.add_device(Arc::new(Mutex::new(dev)))?.into());
         if got != want {
             return Err(DeviceError::SlotMismatch { want, got });

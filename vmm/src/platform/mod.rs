@@ -135,6 +135,12 @@ pub trait Platform {
     /// Where a stopped vCPU is, for messages (`guest RIP 0x...`).
     fn program_counter(fd: &VcpuFd) -> String;
 
+    /// The registers worth logging when a vCPU stops on a fault (a triple
+    /// fault on x86); the program counter unless the platform says more.
+    fn fault_state(fd: &VcpuFd) -> String {
+        Self::program_counter(fd)
+    }
+
     /// What a `KVM_EXIT_SYSTEM_EVENT` of `kind` with `data` on vCPU `id`
     /// means (the platform's power-off, reset and crash conventions).
     fn system_event(fd: &VcpuFd, id: u8, kind: u32, data: &[u64]) -> GuestEvent;

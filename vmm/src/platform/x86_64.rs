@@ -256,6 +256,15 @@ impl Platform for X86_64 {
         format!("guest RIP {rip:#x}")
     }
 
+    fn fault_state(fd: &VcpuFd) -> String {
+        let regs = fd.get_regs().unwrap_or_default();
+        let sregs = fd.get_sregs().unwrap_or_default();
+        format!(
+            "rip={:#x} rsp={:#x} cr0={:#x} cr2={:#x} cr3={:#x} cr4={:#x} efer={:#x}",
+            regs.rip, regs.rsp, sregs.cr0, sregs.cr2, sregs.cr3, sregs.cr4, sregs.efer
+        )
+    }
+
     fn system_event(_fd: &VcpuFd, id: u8, kind: u32, _data: &[u64]) -> GuestEvent {
         super::system_event(id, kind)
     }

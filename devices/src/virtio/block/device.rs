@@ -23,7 +23,7 @@ use virtio_bindings::virtio_blk::{
     VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK,
 };
 use virtio_bindings::virtio_ids::VIRTIO_ID_BLOCK;
-use virtio_queue::{Queue, QueueT};
+use virtio_queue::Queue;
 use vm_memory::{Bytes, GuestAddress, GuestMemory, GuestMemoryError, Permissions};
 
 use super::config::ConfigSpace;
@@ -31,6 +31,7 @@ use super::counters::BlockCounters;
 use super::disk::{DiskError, DiskFile};
 use super::request::{Layout, Request, RequestKind};
 use super::{ID_BYTES, QUEUE_SIZE, SECTOR_SIZE};
+use crate::virtio::queue::DeviceQueue;
 use crate::virtio::{
     ActivateError, VirtioDevice, VirtioInterrupt, VIRTIO_F_ACCESS_PLATFORM, VIRTIO_F_VERSION_1,
 };
@@ -76,8 +77,7 @@ pub struct Block<M> {
     features: u64,
     acked_features: u64,
     config: ConfigSpace,
-    queue: Option<Queue>,
-    interrupt: Option<Arc<dyn VirtioInterrupt>>,
+    queue: Option<DeviceQueue>,
     counters: Arc<BlockCounters>,
 }
 
@@ -120,7 +120,6 @@ impl<M: GuestMemory> Block<M> {
             acked_features: 0,
             config,
             queue: None,
-            interrupt: None,
             counters: Arc::default(),
         }
     }
@@ -141,56 +140,45 @@ impl<M: GuestMemory> Block<M> {
     }
 
     /// Processes every available chain; returns whether any was used.
-    fn drain(&mut self, queue: &mut Queue) -> bool {
-        let mut used_any = false;
-        loop {
-            // Suppressing driver notifications is only an optimisation.
-            if let Err(e) = queue.disable_notification(&self.mem) {
-                log::debug!("virtio-blk: cannot disable notifications: {e}");
-            }
-            let mut used_now = false;
-            while let Some(chain) = queue.pop_descriptor_chain(&self.mem) {
-                let head = chain.head_index();
-                let descs: Vec<(GuestAddress, u32, bool)> = chain
-                    .map(|d| (d.addr(), d.len(), d.is_write_only()))
-                    .collect();
-                let len = self.handle(descs);
-                if let Err(e) = queue.add_used(&self.mem, head, len) {
-                    log::error!("virtio-blk: cannot return descriptor chain {head}: {e}");
-                    return used_any;
-                }
-                used_any = true;
-                used_now = true;
-            }
-            match queue.enable_notification(&self.mem) {
-                // More arrived while notifications were off. If nothing could
-                // be popped this round the ring is broken: stop rather than
-                // spin.
-                Ok(true) if used_now => {}
-                Ok(true) => {
-                    log::warn!("virtio-blk: available ring is not readable");
-                    return used_any;
-                }
-                Ok(false) => return used_any,
-                Err(e) => {
-                    log::warn!("virtio-blk: cannot enable notifications: {e}");
-                    return used_any;
-                }
-            }
-        }
+    fn drain(&mut self, queue: &mut DeviceQueue) -> bool {
+        let mut requests = Requests {
+            mem: &self.mem,
+            disk: &mut self.disk,
+            id: &self.id,
+            acked_features: self.acked_features,
+            counters: &self.counters,
+        };
+        queue.drain(&self.mem, false, |chain| {
+            let descs: Vec<(GuestAddress, u32, bool)> = chain
+                .map(|d| (d.addr(), d.len(), d.is_write_only()))
+                .collect();
+            requests.handle(descs)
+        })
     }
+}
 
+/// What executing requests needs of the device, borrowed apart from its
+/// queue.
+struct Requests<'a, M> {
+    mem: &'a M,
+    disk: &'a mut DiskFile,
+    id: &'a [u8; ID_BYTES],
+    acked_features: u64,
+    counters: &'a BlockCounters,
+}
+
+impl<M: GuestMemory> Requests<'_, M> {
     /// Handles one chain; returns the used length.
     fn handle(&mut self, descs: Vec<(GuestAddress, u32, bool)>) -> u32 {
         let layout = match Layout::from_descriptors(descs) {
             Ok(layout) => layout,
             Err(e) => {
-                log::warn!("virtio-blk: dropping request: {e}");
+                crate::guest_log!(log::Level::Warn, "virtio-blk: dropping request: {e}");
                 return 0;
             }
         };
         let status_addr = layout.status;
-        let (status, written) = match Request::parse(&self.mem, layout, self.disk.sectors()) {
+        let (status, written) = match Request::parse(self.mem, layout, self.disk.sectors()) {
             Ok(request) => self.execute(&request),
             Err(e) => {
                 log::debug!("virtio-blk: refusing request: {e}");
@@ -200,7 +188,10 @@ impl<M: GuestMemory> Block<M> {
         match self.mem.write_obj(status, status_addr) {
             Ok(()) => written.saturating_add(1),
             Err(e) => {
-                log::warn!("virtio-blk: cannot write request status: {e}");
+                crate::guest_log!(
+                    log::Level::Warn,
+                    "virtio-blk: cannot write request status: {e}"
+                );
                 written
             }
         }
@@ -229,7 +220,8 @@ impl<M: GuestMemory> Block<M> {
             Err(e) => {
                 self.counters.error();
                 match e {
-                    ExecError::Disk(_) => log::warn!(
+                    ExecError::Disk(_) => crate::guest_log!(
+                        log::Level::Warn,
                         "virtio-blk: {:?} at sector {} of '{}' failed: {e}",
                         request.kind,
                         request.sector,
@@ -282,7 +274,7 @@ impl<M: GuestMemory> Block<M> {
 
     /// The ID, zero-padded to 20 bytes and truncated to the buffer.
     fn get_id(&mut self, request: &Request, written: &mut u32) -> Result<(), ExecError> {
-        let mut rest: &[u8] = &self.id;
+        let mut rest: &[u8] = self.id;
         for seg in request.data.segments() {
             let n = rest.len().min(seg.len as usize);
             let Some((chunk, tail)) = rest.split_at_checked(n) else {
@@ -349,14 +341,23 @@ impl<M: GuestMemory + Send> VirtioDevice for Block<M> {
             .into_iter()
             .find_map(|(index, queue)| (index == 0).then_some(queue))
             .ok_or(ActivateError::MissingQueue(0))?;
-        self.queue = Some(queue);
-        self.interrupt = Some(interrupt);
+        self.queue = Some(DeviceQueue::new(
+            "virtio-blk",
+            0,
+            queue,
+            self.acked_features,
+            &self.mem,
+            interrupt,
+        )?);
         Ok(())
     }
 
     fn process_queue(&mut self, index: usize) {
         if index != 0 {
-            log::warn!("virtio-blk: notification for nonexistent queue {index}");
+            crate::guest_log!(
+                log::Level::Warn,
+                "virtio-blk: notification for nonexistent queue {index}"
+            );
             return;
         }
         // The queue is taken out while requests run so that they can borrow
@@ -365,23 +366,14 @@ impl<M: GuestMemory + Send> VirtioDevice for Block<M> {
             log::debug!("virtio-blk: notification before activation");
             return;
         };
-        let used = self.drain(&mut queue);
-        let notify = used
-            && queue.needs_notification(&self.mem).unwrap_or_else(|e| {
-                log::warn!("virtio-blk: cannot read the used event: {e}");
-                true
-            });
-        self.queue = Some(queue);
-        if notify {
-            if let Some(interrupt) = &self.interrupt {
-                interrupt.notify_queue(0);
-            }
+        if self.drain(&mut queue) {
+            queue.notify_used(&self.mem);
         }
+        self.queue = Some(queue);
     }
 
     fn reset(&mut self) {
         self.queue = None;
-        self.interrupt = None;
         self.acked_features = 0;
     }
 }

@@ -20,7 +20,8 @@ use virtio_queue::mock::MockSplitQueue;
 use virtio_queue::Queue;
 use vm_memory::iommu::{Error as IommuError, IotlbIterator, IovaRange};
 use vm_memory::{
-    Bytes, GuestAddress, GuestMemory, GuestMemoryMmap, Iommu, IommuMemory, Iotlb, Permissions,
+    Address, Bytes, GuestAddress, GuestMemory, GuestMemoryMmap, Iommu, IommuMemory, Iotlb,
+    Permissions,
 };
 
 use super::{Block, BlockConfig, BlockCounts, DiskError, SECTOR_SIZE};
@@ -103,6 +104,7 @@ fn header(kind: u32, sector: u64) -> [u8; 16] {
 struct CountingInterrupt {
     queue: AtomicUsize,
     config: AtomicUsize,
+    broken: AtomicUsize,
 }
 
 impl CountingInterrupt {
@@ -119,6 +121,11 @@ impl VirtioInterrupt for CountingInterrupt {
 
     fn notify_config(&self) {
         self.config.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn queue_broken(&self, queue: u16) {
+        assert_eq!(queue, 0);
+        self.broken.fetch_add(1, Ordering::SeqCst);
     }
 }
 
@@ -876,4 +883,130 @@ fn counters_count_completed_requests_and_bytes() {
     assert_eq!(driver.status(&write), OK);
     let c = writable.counters().snapshot();
     assert_eq!((c.write_ops, c.write_bytes), (1, 1536));
+}
+
+#[test]
+fn an_avail_index_too_far_ahead_breaks_the_queue_until_reset() {
+    let setup = Setup::new();
+    let mut driver = setup.driver();
+    let (mut block, irq) = activate(&driver, setup.image.config());
+    let first = driver.read(0, &[512]);
+    driver
+        .queue
+        .avail()
+        .idx()
+        .store(super::QUEUE_SIZE.wrapping_add(7));
+    block.process_queue(0);
+    block.process_queue(0);
+    assert_eq!(irq.broken.load(Ordering::SeqCst), 1, "reported once");
+    assert!(
+        driver.used().is_empty(),
+        "nothing served from a broken ring"
+    );
+    assert_eq!(driver.status(&first), 0xff);
+    // The driver resets the device and sets the queue up again.
+    block.reset();
+    let mut driver = setup.driver();
+    let (mut block, irq) = {
+        block
+            .activate(vec![(0, driver.queue())], irq.clone())
+            .expect("activate");
+        (block, irq)
+    };
+    let req = driver.read(0, &[512]);
+    block.process_queue(0);
+    assert_eq!(driver.status(&req), OK);
+    assert_eq!(irq.broken.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn indirect_chains_are_refused_without_the_feature() {
+    use virtio_bindings::virtio_ring::VRING_DESC_F_INDIRECT;
+    let setup = Setup::new();
+    let mut driver = setup.driver();
+    let (mut block, irq) = activate(&driver, setup.image.config());
+    assert_eq!(
+        block.device_features() & (1 << 28),
+        0,
+        "INDIRECT_DESC not offered"
+    );
+    let before = setup.image.contents();
+    // An indirect table describing a valid write of one sector.
+    let hdr = driver.alloc(16);
+    setup
+        .mem
+        .write_slice(&header(VIRTIO_BLK_T_OUT, 0), hdr)
+        .expect("hdr");
+    let data = driver.alloc(512);
+    setup.mem.write_slice(&[0x5a; 512], data).expect("data");
+    let status = driver.alloc(1);
+    setup.mem.write_obj(0xffu8, status).expect("status");
+    let table = driver.alloc(48);
+    let entries = [
+        SplitDescriptor::new(hdr.0, 16, VRING_DESC_F_NEXT as u16, 1),
+        SplitDescriptor::new(data.0, 512, VRING_DESC_F_NEXT as u16, 2),
+        SplitDescriptor::new(status.0, 1, VRING_DESC_F_WRITE as u16, 0),
+    ];
+    for (i, e) in entries.iter().enumerate() {
+        setup
+            .mem
+            .write_obj(RawDescriptor::from(*e), table.unchecked_add(16 * i as u64))
+            .expect("table");
+    }
+    let head = driver.next_desc;
+    driver.next_desc += 1;
+    driver
+        .queue
+        .desc_table()
+        .store(
+            head,
+            RawDescriptor::from(SplitDescriptor::new(
+                table.0,
+                48,
+                VRING_DESC_F_INDIRECT as u16,
+                0,
+            )),
+        )
+        .expect("desc");
+    let avail = driver.queue.avail();
+    let idx = avail.idx().load();
+    avail
+        .ring()
+        .ref_at(usize::from(idx))
+        .expect("slot")
+        .store(head);
+    avail.idx().store(idx + 1);
+    let good = driver.read(0, &[512]);
+    block.process_queue(0);
+    assert!(driver.used().contains(&(u32::from(head), 0)));
+    assert_eq!(setup.mem.read_obj::<u8>(status).expect("status"), 0xff);
+    assert_eq!(setup.image.contents(), before, "the write was not executed");
+    assert_eq!(driver.status(&good), OK, "the queue goes on");
+    assert_eq!(irq.broken.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn rings_outside_memory_are_refused_at_activation() {
+    use virtio_queue::QueueT;
+    let setup = Setup::new();
+    let mut queue = Queue::new(super::QUEUE_SIZE).expect("queue");
+    queue.set_desc_table_address(Some(0x1000), Some(0));
+    queue.set_avail_ring_address(Some(0x3000), Some(0));
+    // The used ring starts in RAM and runs past its end.
+    queue.set_used_ring_address(Some(MEM_SIZE as u32 - 0x100), Some(0));
+    queue.set_ready(true);
+    let mut block = Block::new(setup.mem.clone(), setup.image.config()).expect("device");
+    let irq = Arc::new(CountingInterrupt::default());
+    let err = block.activate(vec![(0, queue)], irq);
+    assert!(
+        matches!(
+            err,
+            Err(ActivateError::Ring {
+                queue: 0,
+                ring: "used ring",
+                ..
+            })
+        ),
+        "{err:?}"
+    );
 }

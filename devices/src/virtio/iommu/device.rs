@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::ops::RangeInclusive;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
-use virtio_queue::{Queue, QueueT};
+use virtio_queue::Queue;
 use vm_memory::{ByteValued, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 use vmm_sys_util::eventfd::EventFd;
 
@@ -26,6 +26,7 @@ use super::protocol::{
 use super::request::process_chain;
 use super::translate::EndpointIommu;
 use super::Shared;
+use crate::virtio::queue::DeviceQueue;
 use crate::virtio::{ActivateError, VirtioDevice, VirtioInterrupt, VIRTIO_F_VERSION_1};
 use crate::{GuestEvent, GuestEvents};
 
@@ -175,10 +176,9 @@ pub struct VirtioIommu {
     boot_bypass: bool,
     queue_sizes: [u16; 2],
     acked_features: u64,
-    request_queue: Option<Queue>,
+    request_queue: Option<DeviceQueue>,
     /// The event queue, behind a lock of its own (see `event.rs`).
     events: Arc<Mutex<EventQueue>>,
-    interrupt: Option<Arc<dyn VirtioInterrupt>>,
     /// Set when a poller thread serves the request queue between kicks.
     poller: Option<Arc<super::PollSignal>>,
     /// Notifications are off because a poll window is open.
@@ -280,7 +280,6 @@ impl VirtioIommu {
             acked_features: 0,
             request_queue: None,
             events: Arc::default(),
-            interrupt: None,
             poller: None,
             polling: false,
         })
@@ -308,7 +307,6 @@ impl VirtioIommu {
             shared: self.shared.clone(),
             events: self.events.clone(),
             mem: self.mem.clone(),
-            index: EVENT_QUEUE as u16,
         }
     }
 
@@ -365,7 +363,6 @@ impl VirtioIommu {
         self.acked_features = 0;
         self.request_queue = None;
         *self.events.lock().unwrap_or_else(PoisonError::into_inner) = EventQueue::default();
-        self.interrupt = None;
         self.polling = false;
     }
 
@@ -442,26 +439,6 @@ impl VirtioIommu {
         }
     }
 
-    fn notify(&mut self, index: usize) {
-        let queue = match index {
-            REQUEST_QUEUE => self.request_queue.as_mut(),
-            _ => None,
-        };
-        let Some(queue) = queue else { return };
-        let needed = queue.needs_notification(&self.mem).unwrap_or_else(|e| {
-            crate::guest_log!(
-                log::Level::Warn,
-                "virtio-iommu: queue {index}: event suppression unreadable: {e}"
-            );
-            true
-        });
-        if needed {
-            if let Some(irq) = &self.interrupt {
-                irq.notify_queue(index as u16);
-            }
-        }
-    }
-
     /// Lets a poller thread serve the request queue: after a kick,
     /// notifications stay off and `signal` is woken; the poller calls
     /// [`Self::poll_requests`] until its window passes, then
@@ -502,7 +479,9 @@ impl VirtioIommu {
 
     /// Drains the request queue. With `poll`, notifications are left off
     /// (a poller watches); otherwise they are re-enabled, with the usual
-    /// re-check for buffers that raced with that.
+    /// re-check for buffers that raced with that. A queue the driver broke
+    /// (see [`DeviceQueue`]) is reported once and then left alone: this
+    /// never retries.
     fn drain_requests(&mut self, poll: bool) -> bool {
         let Some(queue) = self.request_queue.as_mut() else {
             return false;
@@ -510,40 +489,13 @@ impl VirtioIommu {
         let mem = &self.mem;
         let acked = self.acked_features;
         let probe_size = self.probe_size as usize;
-        let mut used_any = false;
-        loop {
-            if let Err(e) = queue.disable_notification(mem) {
-                log::warn!("virtio-iommu: cannot disable request notifications: {e}");
-            }
-            while let Some(chain) = queue.pop_descriptor_chain(mem) {
-                let head = chain.head_index();
-                let len = process_chain(
-                    &self.shared.state,
-                    self.host.as_mut(),
-                    acked,
-                    probe_size,
-                    mem,
-                    chain,
-                );
-                if let Err(e) = queue.add_used(mem, head, len) {
-                    log::warn!("virtio-iommu: cannot return request {head}: {e}");
-                }
-                used_any = true;
-            }
-            if poll {
-                break;
-            }
-            match queue.enable_notification(mem) {
-                Ok(true) => continue,
-                Ok(false) => break,
-                Err(e) => {
-                    log::warn!("virtio-iommu: cannot enable request notifications: {e}");
-                    break;
-                }
-            }
-        }
+        let state = &self.shared.state;
+        let host = &mut self.host;
+        let used_any = queue.drain(mem, poll, |chain| {
+            process_chain(state, host.as_mut(), acked, probe_size, mem, chain)
+        });
         if used_any {
-            self.notify(REQUEST_QUEUE);
+            queue.notify_used(mem);
         }
         self.report_lost();
         used_any
@@ -609,14 +561,25 @@ impl VirtioDevice for VirtioIommu {
         let mut request = None;
         let mut event = None;
         for (index, queue) in queues {
-            match index {
-                REQUEST_QUEUE => request = Some(queue),
-                EVENT_QUEUE => event = Some(queue),
-                _ => crate::guest_log!(
-                    log::Level::Warn,
-                    "virtio-iommu: ignoring unknown queue {index}"
-                ),
-            }
+            let slot = match index {
+                REQUEST_QUEUE => &mut request,
+                EVENT_QUEUE => &mut event,
+                _ => {
+                    crate::guest_log!(
+                        log::Level::Warn,
+                        "virtio-iommu: ignoring unknown queue {index}"
+                    );
+                    continue;
+                }
+            };
+            *slot = Some(DeviceQueue::new(
+                "virtio-iommu",
+                index,
+                queue,
+                self.acked_features,
+                &self.mem,
+                interrupt.clone(),
+            )?);
         }
         let request = request.ok_or(ActivateError::MissingQueue(REQUEST_QUEUE))?;
         if event.is_none() {
@@ -626,11 +589,7 @@ impl VirtioDevice for VirtioIommu {
             );
         }
         self.request_queue = Some(request);
-        *self.events.lock().unwrap_or_else(PoisonError::into_inner) = EventQueue {
-            queue: event,
-            interrupt: Some(interrupt.clone()),
-        };
-        self.interrupt = Some(interrupt);
+        *self.events.lock().unwrap_or_else(PoisonError::into_inner) = EventQueue { queue: event };
         // Faults raised before the driver was ready go out now.
         self.fault_delivery().deliver();
         Ok(())

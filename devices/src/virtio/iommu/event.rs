@@ -12,12 +12,12 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use virtio_queue::{DescriptorChain, Queue, QueueT, Writer};
+use virtio_queue::{DescriptorChain, Writer};
 use vm_memory::{GuestMemoryMmap, Permissions};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use super::Shared;
-use crate::virtio::VirtioInterrupt;
+use crate::virtio::queue::DeviceQueue;
 
 use super::protocol::{
     FaultRecord, VIRTIO_IOMMU_FAULT_F_ADDRESS, VIRTIO_IOMMU_FAULT_F_READ,
@@ -127,7 +127,10 @@ impl FaultQueue {
             backlog.push_back(fault);
         }
         if let Err(e) = self.evt.write(1) {
-            log::warn!("virtio-iommu: cannot signal fault eventfd: {e}");
+            crate::guest_log!(
+                log::Level::Warn,
+                "virtio-iommu: cannot signal fault eventfd: {e}"
+            );
         }
     }
 
@@ -171,11 +174,10 @@ impl FaultQueue {
     }
 }
 
-/// The event queue once the driver set it up, and how to interrupt it.
+/// The event queue once the driver set it up (with how to interrupt it).
 #[derive(Default)]
 pub(crate) struct EventQueue {
-    pub(crate) queue: Option<Queue>,
-    pub(crate) interrupt: Option<Arc<dyn VirtioInterrupt>>,
+    pub(crate) queue: Option<DeviceQueue>,
 }
 
 /// Delivers waiting faults into the event queue; see the module
@@ -185,7 +187,6 @@ pub struct FaultDelivery {
     pub(crate) shared: Arc<Shared>,
     pub(crate) events: Arc<Mutex<EventQueue>>,
     pub(crate) mem: GuestMemoryMmap,
-    pub(crate) index: u16,
 }
 
 impl FaultDelivery {
@@ -200,15 +201,15 @@ impl FaultDelivery {
         let faults = &self.shared.faults;
         faults.clear_signal();
         let mut events = self.events.lock().unwrap_or_else(PoisonError::into_inner);
-        let EventQueue { queue, interrupt } = &mut *events;
-        let Some(queue) = queue.as_mut() else {
+        let Some(queue) = events.queue.as_mut() else {
             return;
         };
         let mem = &self.mem;
         let mut used_any = false;
         while let Some(fault) = faults.pop() {
-            let Some(chain) = queue.pop_descriptor_chain(mem) else {
-                // No buffer: keep it until the driver adds some and kicks.
+            let Some(chain) = queue.pop(mem) else {
+                // No buffer (or a broken queue): keep it until the driver
+                // adds some and kicks, or resets the device.
                 faults.unpop(fault);
                 break;
             };
@@ -217,26 +218,11 @@ impl FaultDelivery {
             if len == 0 {
                 faults.unpop(fault);
             }
-            if let Err(e) = queue.add_used(mem, head, len) {
-                crate::guest_log!(
-                    log::Level::Warn,
-                    "virtio-iommu: cannot return event buffer {head}: {e}"
-                );
-            }
+            queue.add_used(mem, head, len);
             used_any = true;
         }
-        if !used_any {
-            return;
-        }
-        let needed = queue.needs_notification(mem).unwrap_or_else(|e| {
-            crate::guest_log!(
-                log::Level::Warn,
-                "virtio-iommu: event queue suppression unreadable: {e}"
-            );
-            true
-        });
-        if let (true, Some(irq)) = (needed, interrupt) {
-            irq.notify_queue(self.index);
+        if used_any {
+            queue.notify_used(mem);
         }
     }
 }

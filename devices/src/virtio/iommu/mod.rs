@@ -36,6 +36,8 @@ pub mod testing;
 pub mod translate;
 
 #[cfg(test)]
+mod queue_tests;
+#[cfg(test)]
 mod tests;
 
 pub use device::{

@@ -253,7 +253,16 @@ fn capabilities_describe_bar0() {
         }
         cap = ((head >> 8) & 0xff) as usize;
     }
-    assert_eq!(types, vec![CFG_COMMON, CFG_NOTIFY, CFG_ISR, CFG_DEVICE]);
+    assert_eq!(
+        types,
+        vec![
+            CFG_COMMON,
+            CFG_NOTIFY,
+            CFG_ISR,
+            CFG_DEVICE,
+            cfg_window::CFG_PCI
+        ]
+    );
     assert_eq!(d.read_config_register(0), 0x1042_1af4);
 }
 
@@ -320,4 +329,241 @@ fn any_bar_access_of_any_width_is_survived() {
         d.write_config_register(reg, next() % 4, &buf[..len.min(4)]);
         let _ = d.read_config_register(reg);
     }
+}
+
+fn enable_msix(d: &mut VirtioPciDevice, vectors: &[u64]) {
+    let cap = d.msix_cap_reg();
+    d.write_config_register(cap, 2, &0x8000u16.to_le_bytes());
+    for v in vectors {
+        w(d, MSIX_TABLE_OFFSET + 16 * v, 0xfee0_0000, 4);
+        w(d, MSIX_TABLE_OFFSET + 16 * v + 12, 0, 4);
+    }
+}
+
+fn activated_interrupt(calls: &Arc<Mutex<Calls>>) -> Arc<dyn VirtioInterrupt> {
+    calls
+        .lock()
+        .expect("lock")
+        .interrupt
+        .clone()
+        .expect("activated")
+}
+
+#[test]
+fn a_broken_queue_needs_reset_notifies_config_and_is_no_longer_served() {
+    let (mut d, calls, msi) = transport();
+    enable_msix(&mut d, &[0, 1, 2]);
+    negotiate(&mut d, OFFERED);
+    w(&mut d, 0x10, 2, 2); // config vector
+    setup_queue(&mut d, 0, 64, 0x10_0000);
+    setup_queue(&mut d, 1, 64, 0x20_0000);
+    w(&mut d, 0x14, 0x0f, 1);
+    let interrupt = activated_interrupt(&calls);
+    interrupt.queue_broken(1);
+    assert_eq!(
+        r(&mut d, 0x14, 1) as u8,
+        0x0f | STATUS_NEEDS_RESET,
+        "DEVICE_NEEDS_RESET"
+    );
+    assert_eq!(*msi.fired.lock().expect("lock"), vec![2], "config vector");
+    assert_eq!(r(&mut d, ISR_OFFSET, 1), u64::from(signals::ISR_CONFIG));
+    w(&mut d, NOTIFY_OFFSET + u64::from(NOTIFY_MULTIPLIER), 1, 2);
+    w(&mut d, NOTIFY_OFFSET, 0, 2);
+    assert_eq!(
+        calls.lock().expect("lock").processed,
+        vec![0],
+        "the broken queue is not served, the other one is"
+    );
+    // A driver rewriting its status bits is not "clearing" NEEDS_RESET.
+    w(&mut d, 0x14, 0x0f, 1);
+    assert_eq!(r(&mut d, 0x14, 1) as u8, 0x0f | STATUS_NEEDS_RESET);
+    // Reset clears it all.
+    w(&mut d, 0x14, 0, 1);
+    assert_eq!(r(&mut d, 0x14, 1), 0);
+    negotiate(&mut d, OFFERED);
+    setup_queue(&mut d, 1, 64, 0x20_0000);
+    w(&mut d, 0x14, 0x0f, 1);
+    w(&mut d, NOTIFY_OFFSET + u64::from(NOTIFY_MULTIPLIER), 1, 2);
+    assert_eq!(calls.lock().expect("lock").processed, vec![0, 1]);
+}
+
+#[test]
+fn vector_changes_after_driver_ok_take_effect() {
+    let (mut d, calls, msi) = transport();
+    enable_msix(&mut d, &[0, 1, 2]);
+    negotiate(&mut d, OFFERED);
+    setup_queue(&mut d, 1, 64, 0x20_0000); // queue 1 -> vector 1
+    w(&mut d, 0x14, 0x0f, 1);
+    let interrupt = activated_interrupt(&calls);
+    interrupt.notify_queue(1);
+    w(&mut d, 0x16, 1, 2);
+    w(&mut d, 0x1a, 2, 2);
+    assert_eq!(r(&mut d, 0x1a, 2), 2);
+    interrupt.notify_queue(1);
+    w(&mut d, 0x10, 0, 2);
+    interrupt.notify_config();
+    w(&mut d, 0x1a, u64::from(NO_VECTOR), 2);
+    interrupt.notify_queue(1);
+    assert_eq!(*msi.fired.lock().expect("lock"), vec![1, 2, 0]);
+}
+
+#[test]
+fn zero_ring_addresses_are_refused_at_driver_ok() {
+    for field in [0x20u64, 0x28, 0x30] {
+        let (mut d, calls, _) = transport();
+        negotiate(&mut d, OFFERED);
+        setup_queue(&mut d, 0, 64, 0x10_0000);
+        w(&mut d, field, 0, 8);
+        w(&mut d, 0x14, 0x0f, 1);
+        assert_ne!(
+            r(&mut d, 0x14, 1) as u8 & STATUS_NEEDS_RESET,
+            0,
+            "field {field:#x}"
+        );
+        assert!(calls.lock().expect("lock").activated.is_empty());
+    }
+}
+
+/// Finds the vendor capability of `cfg_type`; returns its offset.
+fn find_cap(d: &mut VirtioPciDevice, cfg_type: u8) -> Option<usize> {
+    let mut cap = (d.read_config_register(0xd) & 0xff) as usize;
+    while cap != 0 {
+        let head = d.read_config_register(cap / 4);
+        if head & 0xff == u32::from(CAP_VENDOR) && ((head >> 24) & 0xff) as u8 == cfg_type {
+            return Some(cap);
+        }
+        cap = ((head >> 8) & 0xff) as usize;
+    }
+    None
+}
+
+#[test]
+fn the_pci_cfg_capability_reaches_bar0_through_config_space() {
+    let (mut d, _, _) = transport();
+    let cap = find_cap(&mut d, 5).expect("VIRTIO_PCI_CAP_PCI_CFG");
+    assert_eq!(
+        (d.read_config_register(cap / 4) >> 16) & 0xff,
+        20,
+        "cap_len"
+    );
+    let window = |d: &mut VirtioPciDevice, offset: u32, length: u32| {
+        d.write_config_register(cap / 4 + 1, 0, &[BAR_INDEX as u8]);
+        d.write_config_register(cap / 4 + 2, 0, &offset.to_le_bytes());
+        d.write_config_register(cap / 4 + 3, 0, &length.to_le_bytes());
+    };
+    // Read num_queues (common config 0x12, 2 bytes).
+    window(&mut d, 0x12, 2);
+    assert_eq!(d.read_config_register(cap / 4 + 4) & 0xffff, 2);
+    assert_eq!(
+        d.read_config_register(cap / 4 + 2),
+        0x12,
+        "offset reads back"
+    );
+    // Write device_status through it.
+    window(&mut d, 0x14, 1);
+    d.write_config_register(cap / 4 + 4, 0, &[STATUS_ACKNOWLEDGE]);
+    assert_eq!(r(&mut d, 0x14, 1), u64::from(STATUS_ACKNOWLEDGE));
+    // Device config (the fake returns its offset in every byte).
+    window(&mut d, DEVICE_CFG_OFFSET as u32 + 8, 4);
+    assert_eq!(d.read_config_register(cap / 4 + 4), 0x0808_0808);
+    // Invalid windows do nothing: bad length, misaligned, past the BAR,
+    // another BAR.
+    for (bar, offset, length) in [
+        (0u8, 0x14u32, 3u32),
+        (0, 0x13, 2),
+        (0, BAR_SIZE as u32, 4),
+        (0, u32::MAX, 4),
+        (1, 0x14, 1),
+    ] {
+        d.write_config_register(cap / 4 + 1, 0, &[bar]);
+        d.write_config_register(cap / 4 + 2, 0, &offset.to_le_bytes());
+        d.write_config_register(cap / 4 + 3, 0, &length.to_le_bytes());
+        d.write_config_register(cap / 4 + 4, 0, &[0, 0, 0, 0]);
+        assert_eq!(d.read_config_register(cap / 4 + 4), 0);
+    }
+    assert_eq!(r(&mut d, 0x14, 1), u64::from(STATUS_ACKNOWLEDGE));
+    // The capability's header is read-only.
+    let head = d.read_config_register(cap / 4);
+    d.write_config_register(cap / 4, 0, &[0xff; 4]);
+    assert_eq!(d.read_config_register(cap / 4), head);
+}
+
+/// Records the ioeventfds registered, by address.
+#[derive(Default)]
+struct Registry {
+    live: Mutex<Vec<u64>>,
+}
+
+impl IoEventRegistry for Registry {
+    fn register(&self, addr: u64, _fd: &EventFd) -> std::io::Result<()> {
+        let mut live = self.live.lock().expect("lock");
+        if live.contains(&addr) {
+            return Err(std::io::Error::from_raw_os_error(libc::EEXIST));
+        }
+        live.push(addr);
+        Ok(())
+    }
+    fn unregister(&self, addr: u64, _fd: &EventFd) -> std::io::Result<()> {
+        let mut live = self.live.lock().expect("lock");
+        let before = live.len();
+        live.retain(|a| *a != addr);
+        if live.len() == before {
+            return Err(std::io::Error::from_raw_os_error(libc::ENOENT));
+        }
+        Ok(())
+    }
+}
+
+impl Registry {
+    fn live(&self) -> Vec<u64> {
+        let mut v = self.live.lock().expect("lock").clone();
+        v.sort_unstable();
+        v
+    }
+}
+
+#[test]
+fn ioeventfds_follow_memory_decoding_and_bar_moves_made_while_it_is_off() {
+    use crate::pci::{PciConfigMmio, PciRoot, PciWindows};
+    use crate::BusDevice;
+    let calls = Arc::new(Mutex::new(Calls::default()));
+    let registry = Arc::new(Registry::default());
+    let dev = VirtioPciDevice::new(
+        Arc::new(Mutex::new(FakeDevice { calls })),
+        BAR,
+        Arc::new(Msi::default()),
+        NotifyMode::Ioeventfd(registry.clone()),
+    )
+    .expect("transport");
+    let root = Arc::new(PciRoot::new(PciWindows {
+        mmio: vec![(BAR, 1 << 30)],
+        io: vec![],
+    }));
+    root.add_device(Arc::new(Mutex::new(dev))).expect("slot");
+    let mut ecam = PciConfigMmio::new(root.clone());
+    let notify = |base: u64| vec![base + NOTIFY_OFFSET, base + NOTIFY_OFFSET + 4];
+    assert!(
+        registry.live().is_empty(),
+        "no decoding yet: nothing claimed"
+    );
+    ecam.write(4, &[2]); // memory decoding on
+    assert_eq!(registry.live(), notify(BAR));
+    ecam.write(4, &[0]); // off
+    assert!(
+        registry.live().is_empty(),
+        "decoding off drops the ioeventfds"
+    );
+    // Linux moves a 64-bit BAR with decoding off, one half at a time.
+    let new = BAR + 0x10_0000;
+    ecam.write(0x10, &((new as u32) | 0b1100).to_le_bytes());
+    ecam.write(0x14, &((new >> 32) as u32).to_le_bytes());
+    assert!(registry.live().is_empty());
+    ecam.write(4, &[2]);
+    assert_eq!(registry.live(), notify(new), "installed at the new address");
+    // A move while decoding.
+    ecam.write(0x10, &((BAR as u32) | 0b1100).to_le_bytes());
+    assert_eq!(registry.live(), notify(BAR));
+    // Outside the window the BAR decodes nothing.
+    ecam.write(0x14, &[0x7f, 0, 0, 0]);
+    assert!(registry.live().is_empty());
 }
