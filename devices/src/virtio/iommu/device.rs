@@ -13,7 +13,7 @@ use vmm_sys_util::eventfd::EventFd;
 
 use super::apply::{self, Sides};
 use super::dma::{DmaBackend, DmaError};
-use super::domains::{IommuState, Limits, ReservedRegion};
+use super::domains::{DomainError, IommuState, Limits, ReservedRegion};
 use super::event::{EventQueue, FaultDelivery, FaultQueue, DEFAULT_FAULT_BACKLOG};
 use super::host::HostSpaces;
 use super::mappings::DEFAULT_MAX_MAPPINGS;
@@ -95,6 +95,15 @@ pub enum Error {
         /// Why.
         #[source]
         source: DmaError,
+    },
+    /// A removed endpoint could not be detached from its domain.
+    #[error("cannot detach the removed endpoint {endpoint:#x}")]
+    Release {
+        /// Endpoint ID.
+        endpoint: u32,
+        /// Why.
+        #[source]
+        source: DomainError,
     },
 }
 
@@ -403,6 +412,29 @@ impl VirtioIommu {
             }
             Ok(())
         })
+    }
+
+    /// The device of `endpoint` left the machine (hot-removed): the endpoint
+    /// is detached from its domain, as if the guest had sent DETACH, so
+    /// that a device added later in its place starts unattached instead of
+    /// in the address space of the one that left. Returns the domain it
+    /// was attached to.
+    pub fn release_endpoint(&mut self, endpoint: u32) -> Result<Option<u32>, Error> {
+        if !self.read_state(|s| s.has_endpoint(endpoint)) {
+            return Err(Error::UnknownEndpoint(endpoint));
+        }
+        let Some(domain) = self.read_state(|s| s.endpoint_domain(endpoint)) else {
+            return Ok(None);
+        };
+        let result = apply::detach(&mut self.sides(), endpoint, domain);
+        self.report_lost();
+        match result {
+            Ok(()) => Ok(Some(domain)),
+            Err(e) => Err(Error::Release {
+                endpoint,
+                source: e,
+            }),
+        }
     }
 
     /// Whether `endpoint` is quarantined after a host DMA failure.
