@@ -85,6 +85,7 @@ pub struct Vm {
     queue_events: Vec<device_manager::QueueEvent>,
     layout: Layout,
     fault_events: Vec<device_manager::FaultEvent>,
+    hotplug: Option<device_manager::HotplugBus>,
 }
 
 /// The event loop a VM's subscribers are added to.
@@ -207,6 +208,7 @@ impl Vm {
                 devices: devices.placed,
             },
             fault_events: devices.fault_events,
+            hotplug: devices.hotplug,
         })
     }
 
@@ -241,6 +243,13 @@ impl Vm {
             let handler = Arc::new(Mutex::new(FaultHandler(fault_event)));
             subscribers.push(event_manager.add_subscriber(handler));
         }
+        if let Some(hotplug) = &self.hotplug {
+            let fd = hotplug
+                .ejected_eventfd()
+                .try_clone()
+                .map_err(|e| VmError::Devices(DeviceError::EventFd(e)))?;
+            subscribers.push(event_manager.add_subscriber(Arc::new(Mutex::new(EjectWatch(fd)))));
+        }
 
         let mut threads = Vec::new();
         for mut vcpu in self.vcpus {
@@ -258,6 +267,7 @@ impl Vm {
             threads,
             subscribers,
             self.layout,
+            self.hotplug,
         ))
     }
 }
@@ -312,8 +322,27 @@ impl MutEventSubscriber for FaultHandler {
     }
 }
 
+/// Wakes the event loop when the guest acknowledged a hot-removal; the
+/// control loop then finishes it (`RunningVm::finish_ejects`).
+struct EjectWatch(vmm_sys_util::eventfd::EventFd);
+
+impl MutEventSubscriber for EjectWatch {
+    fn process(&mut self, _events: event_manager::Events, _ops: &mut event_manager::EventOps) {
+        let _ = self.0.read();
+    }
+
+    fn init(&mut self, ops: &mut event_manager::EventOps) {
+        if let Err(e) = ops.add(event_manager::Events::new(
+            &self.0,
+            event_manager::EventSet::IN,
+        )) {
+            log::error!("cannot watch PCI hotplug ejections: {e:?}");
+        }
+    }
+}
+
 /// Runs a device's queue when KVM signals its notification eventfd.
-struct QueueHandler(device_manager::QueueEvent);
+pub(crate) struct QueueHandler(pub(crate) device_manager::QueueEvent);
 
 impl MutEventSubscriber for QueueHandler {
     fn process(&mut self, _events: event_manager::Events, _ops: &mut event_manager::EventOps) {

@@ -8,6 +8,12 @@
 //! [`RunningVm`] built from it by the same `Vm::build` the command line
 //! uses). `vm.shutdown` goes back to created; a guest that powers off,
 //! reboots or crashes ends minivmm as without the API.
+//!
+//! Hotplug: `vm.add-disk` builds the disk into a free hot-pluggable slot of
+//! the running VM and answers once the guest was told; `vm.remove-device`
+//! asks the guest to eject and answers at once; the removal is finished
+//! here, after the round of device events in which the guest's
+//! acknowledgment arrived.
 
 use std::error::Error as StdError;
 use std::path::Path;
@@ -28,6 +34,7 @@ use super::types::{vm_config, CreateError, VmmSettings};
 use crate::cli::Cli;
 use crate::config::{ConfigError, VmConfig};
 use crate::console::RawTerminal;
+use crate::device_manager::{DeviceError, HotplugError};
 use crate::running::RunningVm;
 use crate::vm::{EventLoop, Vm, VmError};
 
@@ -243,15 +250,74 @@ impl Control {
                 Ok((running, _)) => check_hot_add(&body, running.layout()),
                 Err(r) => r,
             },
-            ApiRequest::VmAddDisk(_) | ApiRequest::VmRemoveDevice(_) => match self.running_with_ids() {
-                Ok(_) => fail(
-                    501,
-                    "hotplug is not implemented in this build of minivmm: give disks and devices in vm.create",
-                ),
-                Err(r) => r,
-            },
+            ApiRequest::VmAddDisk(body) => {
+                self.add_disk(&body, event_manager).unwrap_or_else(|e| e)
+            }
+            ApiRequest::VmRemoveDevice(body) => done(self.remove_device(&body.id)),
         };
         (response, false)
+    }
+
+    /// `vm.add-disk`: 200 with the new device's id and guest BDF.
+    fn add_disk(
+        &mut self,
+        body: &super::types::DiskBody,
+        event_manager: &mut EventLoop,
+    ) -> Result<Response, Response> {
+        self.running_with_ids()?;
+        let disk = body.disk_config().map_err(|e| fail(400, e.to_string()))?;
+        let (Some(running), Some(created)) = (self.running.as_mut(), &self.created) else {
+            return Err(fail(405, "the VM is not running: PUT vm.boot first"));
+        };
+        let taken = |id: &str| {
+            created
+                .ids
+                .disks
+                .iter()
+                .chain(&created.ids.vfio)
+                .any(|i| i == id)
+                || running.has_hot_device(id)
+        };
+        let id = match &body.id {
+            Some(id) if taken(id) => {
+                return Err(fail(409, HotplugError::IdInUse(id.clone()).to_string()))
+            }
+            Some(id) => id.clone(),
+            None => (0..)
+                .map(|n| format!("_disk{n}"))
+                .find(|id| !taken(id))
+                .unwrap_or_default(),
+        };
+        let placed = running
+            .add_disk(event_manager, &id, &disk)
+            .map_err(|e| hotplug_failure(&e))?;
+        log::info!("api: {id} added at {}", report::guest_bdf(placed.bdf));
+        Ok(Response::json(
+            json!({ "id": id, "bdf": report::guest_bdf(placed.bdf) }).to_string(),
+        ))
+    }
+
+    /// `vm.remove-device`: asks the guest to eject a hot-added device.
+    fn remove_device(&mut self, id: &str) -> Result<(), Response> {
+        let (_, ids) = self.running_with_ids()?;
+        let at_boot = ids.disks.iter().chain(&ids.vfio).any(|i| i == id) || id == "_virtio-iommu";
+        if at_boot {
+            return Err(fail(
+                409,
+                format!("device '{id}' was given at boot and its PCI slot is not hot-pluggable: only devices added with vm.add-disk can be removed"),
+            ));
+        }
+        let Some(running) = self.running.as_mut() else {
+            return Err(fail(405, "the VM is not running: PUT vm.boot first"));
+        };
+        running.remove_device(id).map_err(|e| hotplug_failure(&e))
+    }
+
+    /// Finishes the removals the guest acknowledged since the last call.
+    pub fn finish_ejects(&mut self, event_manager: &mut EventLoop) {
+        if let Some(running) = self.running.as_mut() {
+            running.finish_ejects(event_manager);
+        }
     }
 
     fn running_with_ids(&self) -> Result<(&RunningVm, &DeviceIds), Response> {
@@ -285,6 +351,20 @@ impl Control {
         let ids = default_ids(&config);
         self.created = Some(Created { config, ids });
     }
+}
+
+/// The answer to a refused or failed hot-add or removal.
+fn hotplug_failure(error: &HotplugError) -> Response {
+    let status = match error {
+        HotplugError::Unsupported(_) => 501,
+        HotplugError::UnknownId(_) => 404,
+        HotplugError::NoIommu | HotplugError::Device(DeviceError::Disk(_)) => 400,
+        HotplugError::IdInUse(_) | HotplugError::Ejecting(_) | HotplugError::NoFreeSlot { .. } => {
+            409
+        }
+        HotplugError::Device(_) | HotplugError::Signal(_) => 500,
+    };
+    Response::error(status, &chain(error))
 }
 
 /// `vm.add-device` on a running VM: the device's host regions are checked
@@ -345,6 +425,7 @@ fn serve_on(socket: &ApiSocket, cli: Cli) -> Result<Ended, ApiError> {
             return Ok(Ended::Guest(event));
         }
         event_manager.run().map_err(ApiError::EventLoop)?;
+        control.finish_ejects(&mut event_manager);
         while let Ok(envelope) = requests.try_recv() {
             let (response, exit) = control.handle(envelope.request, &mut event_manager);
             if exit {

@@ -55,13 +55,19 @@ fn reserved_regions(map: &GuestMap) -> Vec<ReservedRegion> {
         .collect()
 }
 
-/// Puts the virtio-iommu on the bus; returns a translator per emulated
-/// endpoint, keyed by endpoint ID, and its fault delivery for the event
-/// loop.
-pub(super) fn add(
-    pci: &mut PciBuilder,
-    setup: IommuSetup<'_>,
-) -> Result<(BTreeMap<u32, EndpointIommu>, FaultEvent), DeviceError> {
+/// The virtio-iommu on the bus, as the rest of the device set-up needs it.
+pub(super) struct AddedIommu {
+    /// A translator per emulated endpoint, keyed by endpoint ID.
+    pub translators: BTreeMap<u32, EndpointIommu>,
+    /// Its fault delivery, for the event loop.
+    pub faults: FaultEvent,
+    /// The device (hotplug asks it for translators and detaches removed
+    /// endpoints).
+    pub device: Arc<Mutex<VirtioIommu>>,
+}
+
+/// Puts the virtio-iommu on the bus.
+pub(super) fn add(pci: &mut PciBuilder, setup: IommuSetup<'_>) -> Result<AddedIommu, DeviceError> {
     let reserved = reserved_regions(setup.map);
     let host = (!setup.containers.is_empty()).then(|| {
         let vfio = VfioDma::new(setup.memory.clone(), setup.containers);
@@ -105,7 +111,11 @@ pub(super) fn add(
     if !setup.poll.is_zero() {
         start_iommu_poller(&device, setup.poll)?;
     }
-    let device: Arc<Mutex<dyn VirtioDevice>> = device;
-    pci.add_virtio(device, true, setup.bdf)?;
-    Ok((translators, faults))
+    let dyn_device: Arc<Mutex<dyn VirtioDevice>> = device.clone();
+    pci.add_virtio(dyn_device, true, setup.bdf)?;
+    Ok(AddedIommu {
+        translators,
+        faults,
+        device,
+    })
 }
