@@ -270,12 +270,13 @@ impl Control {
             return Err(fail(405, "the VM is not running: PUT vm.boot first"));
         };
         let taken = |id: &str| {
-            created
-                .ids
-                .disks
-                .iter()
-                .chain(&created.ids.vfio)
-                .any(|i| i == id)
+            id == IOMMU_ID
+                || created
+                    .ids
+                    .disks
+                    .iter()
+                    .chain(&created.ids.vfio)
+                    .any(|i| i == id)
                 || running.has_hot_device(id)
         };
         let id = match &body.id {
@@ -300,7 +301,7 @@ impl Control {
     /// `vm.remove-device`: asks the guest to eject a hot-added device.
     fn remove_device(&mut self, id: &str) -> Result<(), Response> {
         let (_, ids) = self.running_with_ids()?;
-        let at_boot = ids.disks.iter().chain(&ids.vfio).any(|i| i == id) || id == "_virtio-iommu";
+        let at_boot = ids.disks.iter().chain(&ids.vfio).any(|i| i == id) || id == IOMMU_ID;
         if at_boot {
             return Err(fail(
                 409,
@@ -352,6 +353,9 @@ impl Control {
         self.created = Some(Created { config, ids });
     }
 }
+
+/// The id `vm.info` gives the virtio-iommu.
+const IOMMU_ID: &str = "_virtio-iommu";
 
 /// The answer to a refused or failed hot-add or removal.
 fn hotplug_failure(error: &HotplugError) -> Response {
