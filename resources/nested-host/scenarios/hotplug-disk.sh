@@ -7,7 +7,7 @@
 # latency (the API call to the first read in L2 succeeding, seen from L1)
 # is printed as MINIVMM-HOTPLUG-LATENCY round=N ms=M. Then refusals: an
 # unknown id, a missing image, a boot device, every slot of the pool
-# taken. Every request is a MINIVMM-API line (tests/tests/hotplug.rs).
+# taken; then a disk outside the virtio-iommu. Every request is a MINIVMM-API line (tests/tests/hotplug.rs).
 . /scenarios/api.inc
 
 now_ms() {
@@ -40,7 +40,7 @@ wait_released() {
 
 bail() { api PUT vmm.shutdown; api_stop; exit 1; }
 
-for i in 0 1 2 3 4; do
+for i in 0 1 2 3 4 5; do
     dd if=/dev/zero of="/tmp/hp$i.img" bs=1M count=8 2>/dev/null
 done
 api_start
@@ -75,7 +75,9 @@ for i in 1 2 3 4; do
     api PUT vm.add-disk "{\"path\": \"/tmp/hp$i.img\", \"iommu\": true, \"id\": \"full$i\"}"
 done
 api PUT vm.add-disk '{"path": "/tmp/hp0.img", "iommu": true, "id": "full5"}'
-api_wait_l2 "MINIVMM-HOTPLUG-GUEST checked" 6 120 || bail
+# A disk outside the virtio-iommu goes to the other pool.
+api PUT vm.add-disk '{"path": "/tmp/hp5.img", "id": "plain0"}'
+api_wait_l2 "MINIVMM-HOTPLUG-GUEST checked" 7 120 || bail
 api GET vm.info
 api PUT vm.shutdown
 api PUT vmm.shutdown
