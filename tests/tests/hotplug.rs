@@ -3,7 +3,8 @@
 //! virtio-iommu; the guest sees it arrive (acpiphp's slots, virtio_blk
 //! bound, an IOMMU group), writes and reads back data, ejects it on
 //! vm.remove-device, and minivmm releases it; the same disk is added and
-//! removed again. Refusals (unknown id, boot device, missing image, id in
+//! removed again; a disk outside the virtio-iommu lands in the other pool
+//! and has no IOMMU group. Refusals (unknown id, boot device, missing image, id in
 //! use, every slot taken) are 4xx and the VM runs on. The hot-add latency
 //! (API call to the first read in L2) is printed.
 
@@ -115,10 +116,22 @@ fn curl_hot_adds_and_removes_a_disk_behind_the_virtio_iommu() {
             .contains("no free hot-pluggable PCI slot behind the virtio-iommu"),
         "{full:?}"
     );
+    let plain = nth(&calls, "PUT", "vm.add-disk", 9);
+    assert_eq!(plain.status, 200, "{plain:?}");
+    assert_eq!(plain.json()["bdf"], "0000:00:06.0", "the other pool");
     assert_eq!(
         checked.len(),
-        6,
+        7,
         "every added disk was checked: {checked:?}"
+    );
+    let outside = checked
+        .iter()
+        .find(|c| c.get("bdf").map(String::as_str) == Some("0000:00:06.0"))
+        .unwrap_or_else(|| panic!("{checked:?}"));
+    assert_eq!(
+        outside.get("group").map(String::as_str),
+        Some("none"),
+        "{outside:?}"
     );
     assert!(checked
         .iter()
