@@ -96,6 +96,15 @@ pub enum Error {
         #[source]
         source: DmaError,
     },
+    /// A hot-added assigned endpoint could not get its host address space.
+    #[error("cannot give the hot-added endpoint {endpoint:#x} its host DMA mappings")]
+    Assign {
+        /// Endpoint ID.
+        endpoint: u32,
+        /// Why.
+        #[source]
+        source: DomainError,
+    },
     /// A removed endpoint could not be detached from its domain.
     #[error("cannot detach the removed endpoint {endpoint:#x}")]
     Release {
@@ -435,6 +444,23 @@ impl VirtioIommu {
                 source: e,
             }),
         }
+    }
+
+    /// An assigned device was hot-added at `endpoint`, whose address space
+    /// the DMA back-end now knows (empty): from now on the host holds what
+    /// the virtual state gives the endpoint (the identity map while it is
+    /// unattached and `bypass` is on, nothing while it is off), never more.
+    pub fn assign_endpoint(&mut self, endpoint: u32) -> Result<(), Error> {
+        let result = apply::assign(&mut self.sides(), endpoint);
+        self.report_lost();
+        result.map_err(|source| Error::Assign { endpoint, source })
+    }
+
+    /// The assigned device at `endpoint` left: its host address space is
+    /// emptied and forgotten; the DMA back-end may drop it afterwards.
+    pub fn unassign_endpoint(&mut self, endpoint: u32) {
+        apply::unassign(&mut self.sides(), endpoint);
+        self.report_lost();
     }
 
     /// Whether `endpoint` is quarantined after a host DMA failure.
