@@ -144,6 +144,26 @@ impl RunningVm {
         Ok(placed)
     }
 
+    /// Opens host device `host` and adds it as device `id` in a free
+    /// hot-pluggable slot, and tells the guest; returns where it went.
+    pub fn add_vfio(
+        &mut self,
+        id: &str,
+        host: &str,
+        iommu: bool,
+    ) -> Result<PlacedDevice, HotplugError> {
+        let added = self.hotplug()?.add_vfio(id, host, iommu)?;
+        let placed = PlacedDevice {
+            kind: PlacedKind::Hot {
+                id: id.to_string(),
+                kind: added.kind,
+            },
+            bdf: added.bdf,
+        };
+        self.layout.devices.push(placed.clone());
+        Ok(placed)
+    }
+
     /// Asks the guest to eject hot-added device `id`; it is released once
     /// the guest acknowledged ([`RunningVm::finish_ejects`]).
     pub fn remove_device(&mut self, id: &str) -> Result<(), HotplugError> {

@@ -161,7 +161,8 @@ impl Vm {
 
         // Assigned devices are opened first: what their containers accept
         // is an input of the address plan.
-        let opened = device_manager::open_vfio_devices(&vm, config)?;
+        let mut kvm_vfio = device_manager::KvmVfio::default();
+        let opened = device_manager::open_vfio_devices(&vm, config, &mut kvm_vfio)?;
         let bdfs: Vec<String> = opened.iter().map(|o| o.bdf.clone()).collect();
         let (input, mut host) = crate::plan::gather(config, &bdfs)?;
         for o in &opened {
@@ -187,7 +188,8 @@ impl Vm {
         let boot = Native::load(&memory, &map, config, GuestImages { kernel, initrd })?;
         let mut vcpus = Native::create_vcpus(&kvm, &vm, config, &map)?;
         let events = Arc::new(GuestEvents::new().map_err(DeviceError::EventFd)?);
-        let devices = device_manager::create(&vm, &memory, config, &events, &map, opened)?;
+        let devices =
+            device_manager::create(&vm, &memory, config, &events, &map, opened, kvm_vfio)?;
         Native::finish(&memory, &map, config, &devices, &mut vcpus, boot)?;
 
         Ok(Self {

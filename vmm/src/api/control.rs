@@ -246,16 +246,54 @@ impl Control {
                 }
                 Err(r) => r,
             },
-            ApiRequest::VmAddDevice(body) => match self.running_with_ids() {
-                Ok((running, _)) => check_hot_add(&body, running.layout()),
-                Err(r) => r,
-            },
+            ApiRequest::VmAddDevice(body) => self.add_device(&body).unwrap_or_else(|e| e),
             ApiRequest::VmAddDisk(body) => {
                 self.add_disk(&body, event_manager).unwrap_or_else(|e| e)
             }
             ApiRequest::VmRemoveDevice(body) => done(self.remove_device(&body.id)),
         };
         (response, false)
+    }
+
+    /// An id for a new device: `wanted`, unless some device has it, or the
+    /// first free `{prefix}N`.
+    fn new_id(&self, wanted: Option<&String>, prefix: &str) -> Result<String, Response> {
+        let (running, ids) = self.running_with_ids()?;
+        let taken = |id: &str| {
+            id == IOMMU_ID
+                || ids.disks.iter().chain(&ids.vfio).any(|i| i == id)
+                || running.has_hot_device(id)
+        };
+        match wanted {
+            Some(id) if taken(id) => Err(fail(409, HotplugError::IdInUse(id.clone()).to_string())),
+            Some(id) => Ok(id.clone()),
+            None => Ok((0..)
+                .map(|n| format!("{prefix}{n}"))
+                .find(|id| !taken(id))
+                .unwrap_or_default()),
+        }
+    }
+
+    /// `vm.add-device`: the host regions are checked against the running
+    /// plan first (409 on a collision), then the device is opened and
+    /// added; 200 with its id and guest BDF.
+    fn add_device(&mut self, body: &super::types::DeviceBody) -> Result<Response, Response> {
+        let (running, _) = self.running_with_ids()?;
+        let bdf = check_hot_add(body, running.layout())?;
+        let id = self.new_id(body.id.as_ref(), "_vfio")?;
+        let Some(running) = self.running.as_mut() else {
+            return Err(fail(405, "the VM is not running: PUT vm.boot first"));
+        };
+        let placed = running
+            .add_vfio(&id, &bdf, body.iommu)
+            .map_err(|e| hotplug_failure(&e))?;
+        log::info!(
+            "api: {id} ({bdf}) added at {}",
+            report::guest_bdf(placed.bdf)
+        );
+        Ok(Response::json(
+            json!({ "id": id, "bdf": report::guest_bdf(placed.bdf) }).to_string(),
+        ))
     }
 
     /// `vm.add-disk`: 200 with the new device's id and guest BDF.
@@ -266,28 +304,9 @@ impl Control {
     ) -> Result<Response, Response> {
         self.running_with_ids()?;
         let disk = body.disk_config().map_err(|e| fail(400, e.to_string()))?;
-        let (Some(running), Some(created)) = (self.running.as_mut(), &self.created) else {
+        let id = self.new_id(body.id.as_ref(), "_disk")?;
+        let Some(running) = self.running.as_mut() else {
             return Err(fail(405, "the VM is not running: PUT vm.boot first"));
-        };
-        let taken = |id: &str| {
-            id == IOMMU_ID
-                || created
-                    .ids
-                    .disks
-                    .iter()
-                    .chain(&created.ids.vfio)
-                    .any(|i| i == id)
-                || running.has_hot_device(id)
-        };
-        let id = match &body.id {
-            Some(id) if taken(id) => {
-                return Err(fail(409, HotplugError::IdInUse(id.clone()).to_string()))
-            }
-            Some(id) => id.clone(),
-            None => (0..)
-                .map(|n| format!("_disk{n}"))
-                .find(|id| !taken(id))
-                .unwrap_or_default(),
         };
         let placed = running
             .add_disk(event_manager, &id, &disk)
@@ -305,7 +324,7 @@ impl Control {
         if at_boot {
             return Err(fail(
                 409,
-                format!("device '{id}' was given at boot and its PCI slot is not hot-pluggable: only devices added with vm.add-disk can be removed"),
+                format!("device '{id}' was given at boot and its PCI slot is not hot-pluggable: only devices added with vm.add-disk or vm.add-device can be removed"),
             ));
         }
         let Some(running) = self.running.as_mut() else {
@@ -363,37 +382,35 @@ fn hotplug_failure(error: &HotplugError) -> Response {
         HotplugError::Unsupported(_) => 501,
         HotplugError::UnknownId(_) => 404,
         HotplugError::NoIommu | HotplugError::Device(DeviceError::Disk(_)) => 400,
-        HotplugError::IdInUse(_) | HotplugError::Ejecting(_) | HotplugError::NoFreeSlot { .. } => {
-            409
-        }
-        HotplugError::Device(_) | HotplugError::Signal(_) => 500,
+        HotplugError::IdInUse(_)
+        | HotplugError::HostInUse(..)
+        | HotplugError::Ejecting(_)
+        | HotplugError::NoFreeSlot { .. } => 409,
+        // The host device is not usable as it is (not bound to vfio-pci,
+        // not found, ...): the message says what to fix.
+        HotplugError::Device(DeviceError::Vfio(_)) => 400,
+        HotplugError::Device(_) | HotplugError::Signal(_) | HotplugError::Assign { .. } => 500,
     };
     Response::error(status, &chain(error))
 }
 
-/// `vm.add-device` on a running VM: the device's host regions are checked
-/// against the running plan (a collision is refused with 409 and the
-/// region); one that fits gets 501, as hotplug itself is not implemented.
-fn check_hot_add(body: &super::types::DeviceBody, layout: &crate::running::Layout) -> Response {
-    let bdf = match body
+/// `vm.add-device` on a running VM, before anything is opened: the
+/// device's host regions are checked against the running plan (a collision
+/// is refused with 409 and the region). Returns the normalized host BDF.
+fn check_hot_add(
+    body: &super::types::DeviceBody,
+    layout: &crate::running::Layout,
+) -> Result<String, Response> {
+    let bdf = body
         .bdf("path")
         .map_err(|e| e.0)
         .and_then(|b| crate::vfio::normalize_bdf(&b).map_err(|e| e.to_string()))
-    {
-        Ok(bdf) => bdf,
-        Err(e) => return fail(400, e),
-    };
-    let regions = match host_iommu::read_device_regions(&bdf) {
-        Ok(r) => r,
-        Err(e) => return Response::error(400, &chain(&e)),
-    };
-    match crate::hotplug::check_regions(&bdf, &layout.map, &regions) {
-        Err(collision) => fail(409, collision.to_string()),
-        Ok(()) => fail(
-            501,
-            format!("{bdf}: its host regions fit the running plan, but hotplug is not implemented in this build of minivmm: give the device in vm.create"),
-        ),
-    }
+        .map_err(|e| fail(400, e))?;
+    let regions =
+        host_iommu::read_device_regions(&bdf).map_err(|e| Response::error(400, &chain(&e)))?;
+    crate::hotplug::check_regions(&bdf, &layout.map, &regions)
+        .map_err(|collision| fail(409, collision.to_string()))?;
+    Ok(bdf)
 }
 
 /// How long minivmm waits, after answering `vmm.shutdown`, for the answer

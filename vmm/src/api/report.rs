@@ -78,6 +78,18 @@ pub fn config(config: &VmConfig, ids: &DeviceIds, layout: Option<&Layout>) -> Va
             })),
             _ => None,
         });
+    let hot_devices = layout
+        .into_iter()
+        .flat_map(|l| &l.devices)
+        .filter_map(|d| match &d.kind {
+            PlacedKind::Hot {
+                id,
+                kind: HotKind::Vfio { host, iommu },
+            } => Some(json!({
+                "path": format!("{SYSFS_PCI_DEVICES}/{host}"), "iommu": iommu, "id": id,
+            })),
+            _ => None,
+        });
     json!({
         "cpus": { "boot_vcpus": config.cpus, "max_vcpus": config.cpus },
         "memory": { "size": config.memory },
@@ -91,7 +103,7 @@ pub fn config(config: &VmConfig, ids: &DeviceIds, layout: Option<&Layout>) -> Va
         })).chain(hot_disks).collect::<Vec<_>>(),
         "devices": config.vfio.iter().zip(&ids.vfio).enumerate().map(|(i, (v, id))| json!({
             "path": format!("{SYSFS_PCI_DEVICES}/{}", host_bdf(i)), "iommu": v.iommu, "id": id,
-        })).collect::<Vec<_>>(),
+        })).chain(hot_devices).collect::<Vec<_>>(),
         "iommu": config.needs_iommu(),
     })
 }

@@ -42,7 +42,7 @@ pub use legacy::{
     acpi_power_management, acpi_serial_ports, add_console, add_console_at, add_power_devices,
 };
 use passthrough::map_ram_for_unmanaged;
-pub use passthrough::{open_vfio_devices, OpenedVfio};
+pub use passthrough::{open_vfio_devices, KvmVfio, OpenedVfio};
 use pci::{bdf, PciBuilder, FIRST_DEVICE_SLOT};
 
 /// Errors creating devices.
@@ -287,6 +287,7 @@ pub fn create(
     events: &Arc<GuestEvents>,
     map: &GuestMap,
     opened: Vec<OpenedVfio>,
+    kvm_vfio: KvmVfio,
 ) -> Result<Devices, DeviceError> {
     let mut pio_bus = Bus::new();
     let mut mmio_bus = Bus::new();
@@ -314,6 +315,7 @@ pub fn create(
     let mut translators = BTreeMap::new();
     let mut fault_events = Vec::new();
     let mut iommu_device = None;
+    let mut iommu_containers = None;
     if slots.iommu {
         let containers = vfio_endpoints
             .map(|j| (u32::from(slots.vfio(j)), opened[j].container.clone()))
@@ -323,6 +325,7 @@ pub fn create(
             translators: t,
             faults,
             device,
+            containers,
         } = iommu::add(
             &mut pci,
             IommuSetup {
@@ -331,6 +334,7 @@ pub fn create(
                 endpoints: &endpoints,
                 translated: &disk_ids,
                 containers,
+                hot_assignable: !hot_iommu_slots.is_empty(),
                 poll: config.iommu_poll,
                 events: events.clone(),
                 bdf: slots.iommu(),
@@ -339,6 +343,7 @@ pub fn create(
         translators = t;
         fault_events.push(faults);
         iommu_device = Some(device);
+        iommu_containers = containers;
     }
 
     let mut disk_counters = Vec::new();
@@ -393,14 +398,18 @@ pub fn create(
                 gsi: platform.gsi,
                 slots: all,
             };
-            let bus = HotplugBus::new(
+            let bus = HotplugBus::new(hotplug::HotplugParts {
+                vm: vm.clone(),
                 pci,
-                memory.clone(),
+                memory: memory.clone(),
                 controller,
-                iommu_device,
-                hot_iommu_slots,
-                hot_plain_slots,
-            );
+                iommu: iommu_device,
+                containers: iommu_containers,
+                kvm_vfio,
+                kvm_slots,
+                iommu_slots: hot_iommu_slots,
+                plain_slots: hot_plain_slots,
+            });
             (Some(tables), Some(bus))
         }
         Err(_) => (None, None),

@@ -58,6 +58,8 @@ impl IoEventRegistry for KvmIoEvents {
 pub(super) struct BarSpace {
     /// In the 64-bit window.
     mmio64: Vec<Range>,
+    /// In the 32-bit window.
+    mmio32: Vec<Range>,
     /// In the I/O port window.
     ports: Vec<Range>,
 }
@@ -151,6 +153,39 @@ impl PciBuilder {
         slots: &Arc<crate::vfio::KvmSlots>,
         want: u16,
     ) -> Result<(), DeviceError> {
+        let mut space = BarSpace::default();
+        self.place_vfio(opened, slots, Placement::Next(want), &mut space)
+    }
+
+    /// Adds assigned device `dev` in hot-pluggable `slot`; returns the BAR
+    /// space it got.
+    pub(super) fn add_vfio_at(
+        &mut self,
+        opened: &OpenedVfio,
+        slots: &Arc<crate::vfio::KvmSlots>,
+        slot: u8,
+    ) -> Result<BarSpace, DeviceError> {
+        let mut space = BarSpace::default();
+        match self.place_vfio(opened, slots, Placement::Slot(slot), &mut space) {
+            Ok(()) => Ok(space),
+            Err(e) => {
+                self.free(&space);
+                Err(e)
+            }
+        }
+    }
+
+    fn place_vfio(
+        &mut self,
+        opened: &OpenedVfio,
+        slots: &Arc<crate::vfio::KvmSlots>,
+        placement: Placement,
+        space: &mut BarSpace,
+    ) -> Result<(), DeviceError> {
+        let want = match placement {
+            Placement::Next(bdf) => bdf,
+            Placement::Slot(slot) => bdf(slot.into()),
+        };
         use vfio_bindings::bindings::vfio::{VFIO_PCI_MSIX_IRQ_INDEX, VFIO_PCI_MSI_IRQ_INDEX};
         let count = |index| opened.device.get_irq_info(index).map_or(0, |i| i.count);
         let vectors = count(VFIO_PCI_MSIX_IRQ_INDEX)
@@ -160,15 +195,16 @@ impl PciBuilder {
         let eventfds = group.eventfds().map_err(DeviceError::EventFd)?;
         let (bars64, bars32, ports) = (&mut self.bars, &mut self.bars32, &mut self.ports);
         let mut alloc = |size: u64, kind: BarKind| {
-            let allocator = match kind {
-                BarKind::Mem64 => &mut *bars64,
-                BarKind::Mem32 => &mut *bars32,
-                BarKind::Io => &mut *ports,
+            let (allocator, given) = match kind {
+                BarKind::Mem64 => (&mut *bars64, &mut space.mmio64),
+                BarKind::Mem32 => (&mut *bars32, &mut space.mmio32),
+                BarKind::Io => (&mut *ports, &mut space.ports),
             };
-            allocator
+            let range = allocator
                 .allocate(size, size, AllocPolicy::FirstMatch)
-                .ok()
-                .map(|r| r.start())
+                .ok()?;
+            given.push(range);
+            Some(range.start())
         };
         let dev = devices::vfio::VfioPciDevice::new(
             &opened.bdf,
@@ -178,9 +214,15 @@ impl PciBuilder {
             group,
             eventfds,
         )?;
-        let got = bdf(self.root.add_device(Arc::new(Mutex::new(dev)))?.into());
-        if got != want {
-            return Err(DeviceError::SlotMismatch { want, got });
+        let dev = Arc::new(Mutex::new(dev));
+        match placement {
+            Placement::Next(_) => {
+                let got = bdf(self.root.add_device(dev)?.into());
+                if got != want {
+                    return Err(DeviceError::SlotMismatch { want, got });
+                }
+            }
+            Placement::Slot(slot) => self.root.add_device_at(slot, dev)?,
         }
         Ok(())
     }
@@ -214,6 +256,11 @@ impl PciBuilder {
                 log::warn!("cannot give back BAR space {range:?}: {e}");
             }
         }
+        for range in &space.mmio32 {
+            if let Err(e) = self.bars32.free(range) {
+                log::warn!("cannot give back BAR space {range:?}: {e}");
+            }
+        }
         for range in &space.ports {
             if let Err(e) = self.ports.free(range) {
                 log::warn!("cannot give back I/O ports {range:?}: {e}");
@@ -237,7 +284,7 @@ impl PciBuilder {
             .map_err(DeviceError::BarSpace)?;
         let mut space = BarSpace {
             mmio64: vec![bar],
-            ports: Vec::new(),
+            ..BarSpace::default()
         };
         let result = self.build_virtio(device, in_vcpu, placement, want, bar.start(), &mut space);
         if result.is_err() {
