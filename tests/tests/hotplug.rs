@@ -143,3 +143,74 @@ fn curl_hot_adds_and_removes_a_disk_behind_the_virtio_iommu() {
     run.expect_console(SCENARIO, "MINIVMM-API-EXIT rc=0")
         .unwrap_or_else(|e| panic!("{e}"));
 }
+
+const NIC_SCENARIO: &str = "hotplug-nic";
+
+/// L1's e1000e (bound to vfio-pci, L1 with an emulated Intel IOMMU) is
+/// hot-added behind the virtio-iommu, gets a DHCP lease in L2 through
+/// MSI-X, is removed (the guest ejects it, minivmm releases the host
+/// device) and added again.
+#[test]
+#[ignore = "boots the nested host; run by tests/run.sh"]
+fn curl_hot_adds_and_removes_an_assigned_nic_behind_the_virtio_iommu() {
+    let run = NestedHost::new("hotplug-vfio")
+        .host_iommu(minivmm_tests::HostIommu::Intel)
+        .passthrough(minivmm_tests::Passthrough::E1000e)
+        .scenario(NIC_SCENARIO)
+        .run()
+        .unwrap_or_else(|e| panic!("{e}"));
+    run.expect_rc0(NIC_SCENARIO)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let calls = calls(&run, NIC_SCENARIO);
+    assert_eq!(nth(&calls, "PUT", "vm.create", 0).status, 204);
+    let up = marker(&run, NIC_SCENARIO, "MINIVMM-HOTPLUG-NIC up ");
+    let gone = marker(&run, NIC_SCENARIO, "MINIVMM-HOTPLUG-NIC gone ");
+    let latency = marker(&run, NIC_SCENARIO, "MINIVMM-HOTPLUG-LATENCY ");
+    assert_eq!(up.len(), 2, "a lease each time: {up:?}");
+    for round in 0..2 {
+        let added = nth(&calls, "PUT", "vm.add-device", 2 * round);
+        assert_eq!(added.status, 200, "{added:?}");
+        let bdf = added.json()["bdf"].as_str().unwrap_or_default().to_string();
+        assert_eq!(
+            bdf, "0000:00:02.0",
+            "the first slot behind the virtio-iommu"
+        );
+        let nic = &up[round];
+        assert_eq!(nic.get("bdf"), Some(&bdf), "{nic:?}");
+        assert!(
+            nic.get("ip").is_some_and(|ip| ip.starts_with("10.0.2.")),
+            "{nic:?}"
+        );
+        assert!(nic.get("group").is_some_and(|g| g != "none"), "{nic:?}");
+        assert!(
+            nic.get("msix_irqs")
+                .and_then(|n| n.parse::<u64>().ok())
+                .is_some_and(|n| n > 0),
+            "{nic:?}"
+        );
+        let info = nth(&calls, "GET", "vm.info", 2 * round).json();
+        assert_eq!(
+            info["device_tree"]["nic0"]["pci_bdf"],
+            bdf.as_str(),
+            "{info}"
+        );
+        let twice = nth(&calls, "PUT", "vm.add-device", 2 * round + 1);
+        assert_eq!(twice.status, 409, "{twice:?}");
+        assert!(
+            twice.body.contains("assigned to this VM already"),
+            "{twice:?}"
+        );
+        assert_eq!(nth(&calls, "PUT", "vm.remove-device", round).status, 204);
+        assert_eq!(gone[round].get("pci").map(String::as_str), Some("absent"));
+        let after = nth(&calls, "GET", "vm.info", 2 * round + 1).json();
+        assert!(after["device_tree"].get("nic0").is_none(), "{after}");
+        eprintln!(
+            "hot-add latency of the e1000e, round {}: {} ms (API call to the DHCP lease in L2)",
+            round + 1,
+            latency[round].get("ms").cloned().unwrap_or_default()
+        );
+    }
+    assert_eq!(nth(&calls, "PUT", "vmm.shutdown", 0).status, 204);
+    run.expect_console(NIC_SCENARIO, "MINIVMM-API-EXIT rc=0")
+        .unwrap_or_else(|e| panic!("{e}"));
+}
