@@ -149,7 +149,8 @@ const NIC_SCENARIO: &str = "hotplug-nic";
 /// L1's e1000e (bound to vfio-pci, L1 with an emulated Intel IOMMU) is
 /// hot-added behind the virtio-iommu, gets a DHCP lease in L2 through
 /// MSI-X, is removed (the guest ejects it, minivmm releases the host
-/// device) and added again.
+/// device) and added again; then added outside the virtio-iommu (all guest
+/// RAM mapped) and removed.
 #[test]
 #[ignore = "boots the nested host; run by tests/run.sh"]
 fn curl_hot_adds_and_removes_an_assigned_nic_behind_the_virtio_iommu() {
@@ -166,7 +167,7 @@ fn curl_hot_adds_and_removes_an_assigned_nic_behind_the_virtio_iommu() {
     let up = marker(&run, NIC_SCENARIO, "MINIVMM-HOTPLUG-NIC up ");
     let gone = marker(&run, NIC_SCENARIO, "MINIVMM-HOTPLUG-NIC gone ");
     let latency = marker(&run, NIC_SCENARIO, "MINIVMM-HOTPLUG-LATENCY ");
-    assert_eq!(up.len(), 2, "a lease each time: {up:?}");
+    assert_eq!(up.len(), 3, "a lease each time: {up:?}");
     for round in 0..2 {
         let added = nth(&calls, "PUT", "vm.add-device", 2 * round);
         assert_eq!(added.status, 200, "{added:?}");
@@ -210,6 +211,22 @@ fn curl_hot_adds_and_removes_an_assigned_nic_behind_the_virtio_iommu() {
             latency[round].get("ms").cloned().unwrap_or_default()
         );
     }
+    // Outside the virtio-iommu: the other pool, no IOMMU group.
+    let plain = nth(&calls, "PUT", "vm.add-device", 4);
+    assert_eq!(plain.status, 200, "{plain:?}");
+    assert_eq!(plain.json()["bdf"], "0000:00:06.0", "{plain:?}");
+    assert_eq!(up[2].get("bdf").map(String::as_str), Some("0000:00:06.0"));
+    assert_eq!(
+        up[2].get("group").map(String::as_str),
+        Some("none"),
+        "{up:?}"
+    );
+    assert!(
+        up[2].get("ip").is_some_and(|ip| ip.starts_with("10.0.2.")),
+        "{up:?}"
+    );
+    assert_eq!(nth(&calls, "PUT", "vm.remove-device", 2).status, 204);
+    assert_eq!(gone[2].get("pci").map(String::as_str), Some("absent"));
     assert_eq!(nth(&calls, "PUT", "vmm.shutdown", 0).status, 204);
     run.expect_console(NIC_SCENARIO, "MINIVMM-API-EXIT rc=0")
         .unwrap_or_else(|e| panic!("{e}"));

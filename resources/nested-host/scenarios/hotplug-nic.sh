@@ -3,7 +3,7 @@
 # twice: vm.add-device, the guest (hotplug-nic-guest) gets a DHCP lease
 # through it, vm.remove-device, the guest ejects it and minivmm releases
 # it (vm.info no longer lists it), so that the same host device can be
-# added again. The hot-add latency (the API call to the lease in L2, seen
+# added again; then once outside the virtio-iommu. The hot-add latency (the API call to the lease in L2, seen
 # from L1) is printed as MINIVMM-HOTPLUG-LATENCY round=N ms=M. Every
 # request is a MINIVMM-API line (tests/tests/hotplug.rs).
 . /scenarios/api.inc
@@ -57,6 +57,12 @@ for round in 1 2; do
     wait_released nic0 || bail
     api GET vm.info
 done
+# Outside the virtio-iommu: the other pool, all guest RAM mapped.
+api PUT vm.add-device "{\"path\": \"/sys/bus/pci/devices/$nic\", \"id\": \"nic2\"}"
+wait_fast "MINIVMM-HOTPLUG-NIC [uf]" 3 90 || bail
+api PUT vm.remove-device '{"id": "nic2"}'
+api_wait_l2 "MINIVMM-HOTPLUG-NIC gone" 3 60 || bail
+wait_released nic2 || bail
 api PUT vm.shutdown
 api PUT vmm.shutdown
 api_stop
