@@ -519,6 +519,52 @@ mod tests {
     }
 
     #[test]
+    fn hotplug_refusals_are_4xx_and_a_missing_platform_501() {
+        let status = |e: HotplugError| hotplug_failure(&e).status;
+        assert_eq!(status(HotplugError::UnknownId("x".into())), 404);
+        assert_eq!(status(HotplugError::IdInUse("x".into())), 409);
+        assert_eq!(status(HotplugError::Ejecting("x".into())), 409);
+        assert_eq!(status(HotplugError::HostInUse("b".into(), "x".into())), 409);
+        assert_eq!(
+            status(HotplugError::NoFreeSlot {
+                pool: "behind the virtio-iommu",
+                count: 4
+            }),
+            409
+        );
+        assert_eq!(status(HotplugError::NoIommu), 400);
+        assert_eq!(status(HotplugError::Unsupported("arm64")), 501);
+        let r = hotplug_failure(&HotplugError::UnknownId("nothere".into()));
+        assert_eq!(
+            r.body.as_deref(),
+            Some(r#"["no device has id 'nothere': see vm.info for the ids"]"#)
+        );
+    }
+
+    #[test]
+    fn hotplug_needs_a_running_vm() {
+        let mut em: EventLoop = EventManager::new().expect("event manager");
+        let mut c = Control::new(VmmSettings::default());
+        let disk =
+            super::super::types::DiskBody::parse(br#"{"path": "/tmp/a.img"}"#).expect("body");
+        let remove = super::super::types::RemoveBody::parse(br#"{"id": "a"}"#).expect("body");
+        assert_eq!(
+            c.handle(ApiRequest::VmAddDisk(disk.clone()), &mut em)
+                .0
+                .status,
+            404
+        );
+        let mut c = control_with(r#"{"payload": {"kernel": "/k"}}"#);
+        assert_eq!(c.handle(ApiRequest::VmAddDisk(disk), &mut em).0.status, 405);
+        assert_eq!(
+            c.handle(ApiRequest::VmRemoveDevice(remove), &mut em)
+                .0
+                .status,
+            405
+        );
+    }
+
+    #[test]
     fn duplicate_ids_conflict() {
         let mut c = Control::new(VmmSettings::default());
         let body = CreateBody::parse(

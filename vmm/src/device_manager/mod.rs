@@ -431,3 +431,43 @@ pub fn create(
         hotplug,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hot_pluggable_slots_follow_the_boot_devices_iommu_pool_first() {
+        let plan = SlotPlan {
+            iommu: true,
+            disks: 1,
+            vfio: 1,
+            hotplug: true,
+        };
+        assert_eq!(
+            (plan.iommu(), plan.disk(0), plan.vfio(0)),
+            (bdf(1), bdf(2), bdf(3))
+        );
+        assert_eq!(plan.hotplug_slots(), (vec![4, 5, 6, 7], vec![8, 9, 10, 11]));
+        let plain = SlotPlan {
+            iommu: false,
+            disks: 0,
+            vfio: 0,
+            hotplug: true,
+        };
+        assert_eq!(plain.hotplug_slots(), (vec![], vec![1, 2, 3, 4]));
+        // A full bus leaves what is left; a platform without hotplug none.
+        let full = SlotPlan {
+            iommu: true,
+            disks: 27,
+            vfio: 0,
+            hotplug: true,
+        };
+        assert_eq!(full.hotplug_slots(), (vec![29, 30, 31], vec![]));
+        let none = SlotPlan {
+            hotplug: false,
+            ..full
+        };
+        assert_eq!(none.hotplug_slots(), (vec![], vec![]));
+    }
+}
