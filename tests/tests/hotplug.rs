@@ -41,6 +41,13 @@ fn curl_hot_adds_and_removes_a_disk_behind_the_virtio_iommu() {
     let gone = marker(&run, SCENARIO, "MINIVMM-HOTPLUG-GUEST gone ");
     let latency = marker(&run, SCENARIO, "MINIVMM-HOTPLUG-LATENCY ");
     assert_eq!(latency.len(), 2, "{latency:?}");
+    // A removed disk leaves nothing open behind: its image, its queue and
+    // MSI-X eventfds.
+    let fds = marker(&run, SCENARIO, "MINIVMM-HOTPLUG-FDS ");
+    assert_eq!(fds.len(), 2, "{fds:?}");
+    for f in &fds {
+        assert_eq!(f.get("after"), f.get("before"), "open files: {fds:?}");
+    }
     for round in 0..2 {
         let added = nth(&calls, "PUT", "vm.add-disk", round);
         assert_eq!(added.status, 200, "{added:?}");
@@ -168,6 +175,23 @@ fn curl_hot_adds_and_removes_an_assigned_nic_behind_the_virtio_iommu() {
     let gone = marker(&run, NIC_SCENARIO, "MINIVMM-HOTPLUG-NIC gone ");
     let latency = marker(&run, NIC_SCENARIO, "MINIVMM-HOTPLUG-LATENCY ");
     assert_eq!(up.len(), 3, "a lease each time: {up:?}");
+    // A removed device leaves nothing open behind (VFIO device, group and
+    // container, MSI-X eventfds); only KVM's VFIO device, made at the first
+    // hot-add, stays for the VM's life.
+    let fds = marker(&run, NIC_SCENARIO, "MINIVMM-HOTPLUG-FDS ");
+    assert_eq!(fds.len(), 3, "{fds:?}");
+    let count = |f: &std::collections::BTreeMap<String, String>, k: &str| {
+        f.get(k)
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("{fds:?}"))
+    };
+    let before = count(&fds[0], "before");
+    let after = count(&fds[0], "after");
+    assert!(after <= before + 1, "open files: {fds:?}");
+    assert!(
+        fds.iter().all(|f| count(f, "after") == after),
+        "open files: {fds:?}"
+    );
     for round in 0..2 {
         let added = nth(&calls, "PUT", "vm.add-device", 2 * round);
         assert_eq!(added.status, 200, "{added:?}");

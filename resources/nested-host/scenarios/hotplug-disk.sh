@@ -7,7 +7,10 @@
 # latency (the API call to the first read in L2 succeeding, seen from L1)
 # is printed as MINIVMM-HOTPLUG-LATENCY round=N ms=M. Then refusals: an
 # unknown id, a missing image, a boot device, every slot of the pool
-# taken; then a disk outside the virtio-iommu. Every request is a MINIVMM-API line (tests/tests/hotplug.rs).
+# taken; then a disk outside the virtio-iommu. minivmm's open files are
+# counted before the first add and after each removal
+# (MINIVMM-HOTPLUG-FDS round=N before=B after=A): a removed disk leaves
+# nothing open behind (image, eventfds). Every request is a MINIVMM-API line (tests/tests/hotplug.rs).
 . /scenarios/api.inc
 
 now_ms() {
@@ -51,6 +54,8 @@ api PUT vm.create '{"cpus": {"boot_vcpus": 1, "max_vcpus": 1}, "memory": {"size"
 api PUT vm.boot
 api_wait_l2 "MINIVMM-HOTPLUG-GUEST waiting" 1 120 || bail
 api GET vm.info
+fds() { ls "/proc/$api_pid/fd" | wc -l; }
+fds0="$(fds)"
 for round in 1 2; do
     t0="$(now_ms)"
     api PUT vm.add-disk '{"path": "/tmp/hp0.img", "iommu": true, "id": "hot0"}'
@@ -63,6 +68,7 @@ for round in 1 2; do
     api PUT vm.remove-device '{"id": "hot0"}'
     api_wait_l2 "MINIVMM-HOTPLUG-GUEST gone" "$round" 60 || bail
     wait_released hot0 || bail
+    echo "MINIVMM-HOTPLUG-FDS round=$round before=$fds0 after=$(fds)"
     api GET vm.info
 done
 # Refusals, the VM running on.

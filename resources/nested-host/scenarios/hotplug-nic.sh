@@ -3,7 +3,8 @@
 # twice: vm.add-device, the guest (hotplug-nic-guest) gets a DHCP lease
 # through it, vm.remove-device, the guest ejects it and minivmm releases
 # it (vm.info no longer lists it), so that the same host device can be
-# added again; then once outside the virtio-iommu. The hot-add latency (the API call to the lease in L2, seen
+# added again (minivmm's open files are counted before the first add and
+# after each removal: MINIVMM-HOTPLUG-FDS round=N before=B after=A); then once outside the virtio-iommu. The hot-add latency (the API call to the lease in L2, seen
 # from L1) is printed as MINIVMM-HOTPLUG-LATENCY round=N ms=M. Every
 # request is a MINIVMM-API line (tests/tests/hotplug.rs).
 . /scenarios/api.inc
@@ -44,6 +45,8 @@ api PUT vm.create '{"cpus": {"boot_vcpus": 1, "max_vcpus": 1}, "memory": {"size"
   "iommu": true}'
 api PUT vm.boot
 api_wait_l2 "MINIVMM-HOTPLUG-GUEST waiting" 1 120 || bail
+fds() { ls "/proc/$api_pid/fd" | wc -l; }
+fds0="$(fds)"
 for round in 1 2; do
     t0="$(now_ms)"
     api PUT vm.add-device "{\"path\": \"/sys/bus/pci/devices/$nic\", \"iommu\": true, \"id\": \"nic0\"}"
@@ -55,6 +58,7 @@ for round in 1 2; do
     api PUT vm.remove-device '{"id": "nic0"}'
     api_wait_l2 "MINIVMM-HOTPLUG-NIC gone" "$round" 60 || bail
     wait_released nic0 || bail
+    echo "MINIVMM-HOTPLUG-FDS round=$round before=$fds0 after=$(fds)"
     api GET vm.info
 done
 # Outside the virtio-iommu: the other pool, all guest RAM mapped.
@@ -63,6 +67,7 @@ wait_fast "MINIVMM-HOTPLUG-NIC [uf]" 3 90 || bail
 api PUT vm.remove-device '{"id": "nic2"}'
 api_wait_l2 "MINIVMM-HOTPLUG-NIC gone" 3 60 || bail
 wait_released nic2 || bail
+echo "MINIVMM-HOTPLUG-FDS round=3 before=$fds0 after=$(fds)"
 api PUT vm.shutdown
 api PUT vmm.shutdown
 api_stop
