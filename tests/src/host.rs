@@ -347,8 +347,10 @@ impl NestedHost {
         // `timeout -s KILL` in run.sh kills QEMU and then itself.
         timed_out |=
             status.is_some_and(|s| s.signal() == Some(9) || matches!(s.code(), Some(124 | 137)));
-        // `timeout` exits with 128 + N when QEMU dies of signal N.
-        if let Some(signal) = status.and_then(|s| s.code()).and_then(l0_crash_signal) {
+        // QEMU dying of signal N shows as `timeout` exiting with 128 + N,
+        // or as `timeout` dying of N itself (it re-raises the signal when
+        // it can turn its own core dumps off).
+        if let Some(signal) = status.and_then(l0_crash_signal) {
             faults.faults.push(EnvironmentFault {
                 kernel: crate::environment::Kernel::L1,
                 signature: format!("L0's QEMU died of {signal}"),
@@ -403,8 +405,9 @@ impl NestedHost {
 }
 
 /// The signal name for a `timeout` exit status that says QEMU crashed.
-fn l0_crash_signal(code: i32) -> Option<&'static str> {
-    match code - 128 {
+fn l0_crash_signal(status: std::process::ExitStatus) -> Option<&'static str> {
+    let signal = status.code().map(|c| c - 128).or(status.signal())?;
+    match signal {
         libc_signal::SIGABRT => Some("SIGABRT"),
         libc_signal::SIGBUS => Some("SIGBUS"),
         libc_signal::SIGSEGV => Some("SIGSEGV"),
@@ -603,4 +606,31 @@ fn kill_group(child: &Child) {
     let _ = Command::new("kill")
         .args(["-KILL", "--", &format!("-{}", child.id())])
         .status();
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::ExitStatus;
+
+    use super::l0_crash_signal;
+
+    #[test]
+    fn a_qemu_crash_is_seen_as_an_exit_code_or_as_the_signal_itself() {
+        // `timeout` exiting 134 (128 + SIGABRT).
+        assert_eq!(
+            l0_crash_signal(ExitStatus::from_raw(134 << 8)),
+            Some("SIGABRT")
+        );
+        // `timeout` re-raising SIGABRT (a QEMU assertion failure).
+        assert_eq!(l0_crash_signal(ExitStatus::from_raw(6)), Some("SIGABRT"));
+        assert_eq!(l0_crash_signal(ExitStatus::from_raw(11)), Some("SIGSEGV"));
+        assert_eq!(l0_crash_signal(ExitStatus::from_raw(0)), None);
+        assert_eq!(l0_crash_signal(ExitStatus::from_raw(1 << 8)), None);
+        assert_eq!(
+            l0_crash_signal(ExitStatus::from_raw(9)),
+            None,
+            "the time limit"
+        );
+    }
 }

@@ -65,6 +65,12 @@ pub struct Cli {
     #[arg(long, value_name = "US", default_value_t = 1000)]
     pub iommu_poll_us: u64,
 
+    /// Give the VM its virtio-iommu even when no boot device sits behind
+    /// it, so that devices hot-added through the API with iommu: true can
+    /// be (a disk or device with iommu=on implies it).
+    #[arg(long)]
+    pub iommu: bool,
+
     /// Print the planned guest address map (RAM, holes and why, PCI
     /// windows, the virtio-iommu's reserved regions) and exit without
     /// starting a VM. `minivmm plan [OPTIONS]` is the same.

@@ -172,6 +172,9 @@ pub struct VmConfig {
     pub disks: Vec<DiskConfig>,
     /// Assigned host devices, in PCI slot order after the disks.
     pub vfio: Vec<VfioConfig>,
+    /// A virtio-iommu even without a boot device behind it (`--iommu`),
+    /// for hot-added ones.
+    pub iommu: bool,
     /// How long the virtio-iommu poller watches after a request (0: off).
     pub iommu_poll: std::time::Duration,
     /// Only print the planned address map (`--dry-run`); `kernel` may then
@@ -184,9 +187,10 @@ pub struct VmConfig {
 }
 
 impl VmConfig {
-    /// Whether any device sits behind the virtio-iommu.
+    /// Whether the VM has a virtio-iommu: asked for, or some boot device
+    /// sits behind it.
     pub fn needs_iommu(&self) -> bool {
-        self.disks.iter().any(|d| d.iommu) || self.vfio.iter().any(|v| v.iommu)
+        self.iommu || self.disks.iter().any(|d| d.iommu) || self.vfio.iter().any(|v| v.iommu)
     }
 }
 
@@ -261,6 +265,7 @@ impl VmConfig {
             cpus,
             disks,
             vfio,
+            iommu: cli.iommu,
             iommu_poll: std::time::Duration::from_micros(cli.iommu_poll_us),
             dry_run: cli.dry_run,
             host_regions: cli.host_regions,

@@ -52,6 +52,8 @@ pub struct InterruptManager {
 
 struct Routes {
     next_gsi: u32,
+    /// GSIs given back by dropped groups, used before `next_gsi`.
+    free: std::collections::BTreeSet<u32>,
     /// Each live MSI route's message and requester ID.
     msi: BTreeMap<u32, (MsiMessage, u16)>,
 }
@@ -87,6 +89,7 @@ impl InterruptManager {
             vm,
             state: Mutex::new(Routes {
                 next_gsi: routing.first_msi_gsi,
+                free: std::collections::BTreeSet::new(),
                 msi: BTreeMap::new(),
             }),
             routing,
@@ -104,6 +107,10 @@ impl InterruptManager {
             Some(m) => state.msi.insert(gsi, (m, requester)),
             None => state.msi.remove(&gsi),
         };
+        self.write_table(&state)
+    }
+
+    fn write_table(&self, state: &Routes) -> Result<(), InterruptError> {
         let mut entries = self.routing.legacy.clone();
         entries.extend(
             state
@@ -129,9 +136,14 @@ impl InterruptManager {
         for _ in 0..vectors {
             let gsi = {
                 let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-                let gsi = state.next_gsi;
-                state.next_gsi = gsi.checked_add(1).ok_or(InterruptError::OutOfGsis)?;
-                gsi
+                match state.free.pop_first() {
+                    Some(gsi) => gsi,
+                    None => {
+                        let gsi = state.next_gsi;
+                        state.next_gsi = gsi.checked_add(1).ok_or(InterruptError::OutOfGsis)?;
+                        gsi
+                    }
+                }
             };
             let fd = EventFd::new(EFD_NONBLOCK).map_err(InterruptError::EventFd)?;
             fds.push(Vector {
@@ -145,6 +157,26 @@ impl InterruptManager {
             vectors: fds,
             requester,
         }))
+    }
+}
+
+impl InterruptManager {
+    /// Removes the routes of `gsis` and makes them free for later groups.
+    fn release(&self, gsis: &[u32]) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        for gsi in gsis {
+            state.msi.remove(gsi);
+            state.free.insert(*gsi);
+        }
+        if let Err(e) = self.write_table(&state) {
+            log::error!("cannot remove the MSI routes of a removed device: {e}");
+        }
+    }
+
+    /// GSIs handed out to live groups' vectors (for tests and reports).
+    pub fn gsis_in_use(&self) -> usize {
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        (state.next_gsi - self.routing.first_msi_gsi) as usize - state.free.len()
     }
 }
 
@@ -167,6 +199,22 @@ impl MsixGroup {
     /// that signal them directly).
     pub fn eventfds(&self) -> std::io::Result<Vec<EventFd>> {
         self.vectors.iter().map(|v| v.fd.try_clone()).collect()
+    }
+}
+
+impl Drop for MsixGroup {
+    fn drop(&mut self) {
+        let vm = &self.manager.vm;
+        for v in &self.vectors {
+            let attached = *v.attached.lock().unwrap_or_else(|p| p.into_inner());
+            if attached {
+                if let Err(e) = vm.unregister_irqfd(&v.fd, v.gsi) {
+                    log::error!("cannot detach the irqfd of GSI {}: {e}", v.gsi);
+                }
+            }
+        }
+        let gsis: Vec<u32> = self.vectors.iter().map(|v| v.gsi).collect();
+        self.manager.release(&gsis);
     }
 }
 
@@ -313,6 +361,37 @@ mod masking_tests {
         group.route(0, Some(MSG));
         assert!(!readable(&fds[0]), "delivered on unmask");
         assert!(!group.pending(0));
+    }
+
+    #[test]
+    fn a_dropped_group_gives_its_gsis_and_routes_back() {
+        let kvm = kvm_ioctls::Kvm::new().expect("/dev/kvm");
+        let vm = kvm.create_vm().expect("vm");
+        vm.create_irq_chip().expect("irqchip");
+        let manager = Arc::new(InterruptManager::new(Arc::new(vm)));
+        let first = manager.msix_group(2, 0x18).expect("group");
+        let kept = manager.msix_group(1, 0x20).expect("group");
+        let fds = first.eventfds().expect("eventfds");
+        first.route(0, Some(MSG));
+        assert_eq!(manager.gsis_in_use(), 3);
+        let gsis: Vec<u32> = first.vectors.iter().map(|v| v.gsi).collect();
+        drop(first);
+        assert_eq!(manager.gsis_in_use(), 1);
+        assert!(manager
+            .state
+            .lock()
+            .expect("lock")
+            .msi
+            .keys()
+            .all(|g| !gsis.contains(g)));
+        // The irqfd is gone: a signal stays in the eventfd.
+        fds[0].write(1).expect("signal");
+        assert!(readable(&fds[0]));
+        let again = manager.msix_group(2, 0x18).expect("group");
+        let reused: Vec<u32> = again.vectors.iter().map(|v| v.gsi).collect();
+        assert_eq!(reused, gsis, "the same GSIs, not new ones");
+        assert_eq!(manager.gsis_in_use(), 3);
+        drop(kept);
     }
 
     #[test]

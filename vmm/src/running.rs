@@ -1,10 +1,14 @@
 //! A booted VM: its vCPU threads and event-loop subscribers, what it was
-//! planned and built as, and stopping it on request (the API's
-//! `vm.shutdown` and `vm.reboot`) so that everything it holds (KVM, guest
-//! RAM, VFIO devices) is released and the same devices can be used again.
+//! planned and built as, devices added to and removed from it while it runs
+//! (the API's `vm.add-disk` and `vm.remove-device`, through the hotplug
+//! slots of `device_manager::hotplug`), and stopping it on request (the
+//! API's `vm.shutdown` and `vm.reboot`) so that everything it holds (KVM,
+//! guest RAM, VFIO devices) is released and the same devices can be used
+//! again.
 
 use std::any::Any;
-use std::sync::{Arc, Once};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, Once};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -13,9 +17,11 @@ use devices::GuestEvent;
 use event_manager::{SubscriberId, SubscriberOps};
 use vmm_sys_util::signal::{register_signal_handler, Killable, SIGRTMIN};
 
-use crate::device_manager::PlacedDevice;
+use crate::config::DiskConfig;
+use crate::device_manager::{HotRemoved, HotplugBus, HotplugError, PlacedDevice, PlacedKind};
+use crate::platform::{Native, Platform};
 use crate::vcpu::VcpuContext;
-use crate::vm::EventLoop;
+use crate::vm::{EventLoop, QueueHandler};
 
 /// How long a stop waits for the vCPU threads to leave `KVM_RUN`.
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -51,6 +57,9 @@ pub struct RunningVm {
     threads: Vec<JoinHandle<()>>,
     subscribers: Vec<SubscriberId>,
     layout: Layout,
+    hotplug: Option<HotplugBus>,
+    /// The queue subscribers of each hot-added device, by slot.
+    hot_subscribers: BTreeMap<u8, Vec<SubscriberId>>,
 }
 
 /// vCPU threads are kicked out of `KVM_RUN` with this signal (its handler
@@ -79,6 +88,7 @@ impl RunningVm {
         threads: Vec<JoinHandle<()>>,
         subscribers: Vec<SubscriberId>,
         layout: Layout,
+        hotplug: Option<HotplugBus>,
     ) -> Self {
         install_kick_handler();
         Self {
@@ -87,7 +97,99 @@ impl RunningVm {
             threads,
             subscribers,
             layout,
+            hotplug,
+            hot_subscribers: BTreeMap::new(),
         }
+    }
+
+    fn hotplug(&mut self) -> Result<&mut HotplugBus, HotplugError> {
+        match (&mut self.hotplug, Native::HOTPLUG) {
+            (Some(bus), _) => Ok(bus),
+            (None, Err(why)) => Err(HotplugError::Unsupported(why)),
+            (None, Ok(_)) => Err(HotplugError::Unsupported(
+                "this VM has no hot-pluggable PCI slots",
+            )),
+        }
+    }
+
+    /// Whether `id` names a device added while the VM runs.
+    pub fn has_hot_device(&self, id: &str) -> bool {
+        self.hotplug.as_ref().is_some_and(|h| h.has(id))
+    }
+
+    /// Adds `disk` as device `id` in a free hot-pluggable slot, its queues
+    /// served by `event_manager`, and tells the guest; returns where it
+    /// went.
+    pub fn add_disk(
+        &mut self,
+        event_manager: &mut EventLoop,
+        id: &str,
+        disk: &DiskConfig,
+    ) -> Result<PlacedDevice, HotplugError> {
+        let added = self.hotplug()?.add_disk(id, disk)?;
+        let subscribers = added
+            .queue_events
+            .into_iter()
+            .map(|e| event_manager.add_subscriber(Arc::new(Mutex::new(QueueHandler(e)))))
+            .collect();
+        self.hot_subscribers.insert(added.slot, subscribers);
+        let placed = PlacedDevice {
+            kind: PlacedKind::Hot {
+                id: id.to_string(),
+                kind: added.kind,
+            },
+            bdf: added.bdf,
+        };
+        self.layout.devices.push(placed.clone());
+        Ok(placed)
+    }
+
+    /// Opens host device `host` and adds it as device `id` in a free
+    /// hot-pluggable slot, and tells the guest; returns where it went.
+    pub fn add_vfio(
+        &mut self,
+        id: &str,
+        host: &str,
+        iommu: bool,
+    ) -> Result<PlacedDevice, HotplugError> {
+        let added = self.hotplug()?.add_vfio(id, host, iommu)?;
+        let placed = PlacedDevice {
+            kind: PlacedKind::Hot {
+                id: id.to_string(),
+                kind: added.kind,
+            },
+            bdf: added.bdf,
+        };
+        self.layout.devices.push(placed.clone());
+        Ok(placed)
+    }
+
+    /// Asks the guest to eject hot-added device `id`; it is released once
+    /// the guest acknowledged ([`RunningVm::finish_ejects`]).
+    pub fn remove_device(&mut self, id: &str) -> Result<(), HotplugError> {
+        self.hotplug()?.request_remove(id).map(|_| ())
+    }
+
+    /// Releases every device the guest ejected: off the bus, its queue
+    /// subscribers off `event_manager` (the last references: the device,
+    /// its file and its interrupt routes go), gone from the layout.
+    pub fn finish_ejects(&mut self, event_manager: &mut EventLoop) -> Vec<HotRemoved> {
+        let Some(bus) = &mut self.hotplug else {
+            return Vec::new();
+        };
+        let removed = bus.take_ejected();
+        for r in &removed {
+            for id in self.hot_subscribers.remove(&r.slot).unwrap_or_default() {
+                if let Err(e) = event_manager.remove_subscriber(id) {
+                    log::warn!("{}: cannot remove a queue subscriber: {e:?}", r.id);
+                }
+            }
+            self.layout
+                .devices
+                .retain(|d| !matches!(&d.kind, PlacedKind::Hot { id, .. } if *id == r.id));
+            log::info!("{}: ejected by the guest and released", r.id);
+        }
+        removed
     }
 
     /// The first stop event the guest (or a stop request) raised.
@@ -114,7 +216,12 @@ impl RunningVm {
             }
             std::thread::sleep(KICK_INTERVAL);
         }
-        for id in self.subscribers.drain(..) {
+        let hot = std::mem::take(&mut self.hot_subscribers);
+        for id in self
+            .subscribers
+            .drain(..)
+            .chain(hot.into_values().flatten())
+        {
             if let Err(e) = event_manager.remove_subscriber(id) {
                 log::warn!("cannot remove a VM subscriber from the event loop: {e:?}");
             }

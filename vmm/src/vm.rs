@@ -85,6 +85,7 @@ pub struct Vm {
     queue_events: Vec<device_manager::QueueEvent>,
     layout: Layout,
     fault_events: Vec<device_manager::FaultEvent>,
+    hotplug: Option<device_manager::HotplugBus>,
 }
 
 /// The event loop a VM's subscribers are added to.
@@ -160,7 +161,8 @@ impl Vm {
 
         // Assigned devices are opened first: what their containers accept
         // is an input of the address plan.
-        let opened = device_manager::open_vfio_devices(&vm, config)?;
+        let mut kvm_vfio = device_manager::KvmVfio::default();
+        let opened = device_manager::open_vfio_devices(&vm, config, &mut kvm_vfio)?;
         let bdfs: Vec<String> = opened.iter().map(|o| o.bdf.clone()).collect();
         let (input, mut host) = crate::plan::gather(config, &bdfs)?;
         for o in &opened {
@@ -186,7 +188,8 @@ impl Vm {
         let boot = Native::load(&memory, &map, config, GuestImages { kernel, initrd })?;
         let mut vcpus = Native::create_vcpus(&kvm, &vm, config, &map)?;
         let events = Arc::new(GuestEvents::new().map_err(DeviceError::EventFd)?);
-        let devices = device_manager::create(&vm, &memory, config, &events, &map, opened)?;
+        let devices =
+            device_manager::create(&vm, &memory, config, &events, &map, opened, kvm_vfio)?;
         Native::finish(&memory, &map, config, &devices, &mut vcpus, boot)?;
 
         Ok(Self {
@@ -207,6 +210,7 @@ impl Vm {
                 devices: devices.placed,
             },
             fault_events: devices.fault_events,
+            hotplug: devices.hotplug,
         })
     }
 
@@ -241,6 +245,13 @@ impl Vm {
             let handler = Arc::new(Mutex::new(FaultHandler(fault_event)));
             subscribers.push(event_manager.add_subscriber(handler));
         }
+        if let Some(hotplug) = &self.hotplug {
+            let fd = hotplug
+                .ejected_eventfd()
+                .try_clone()
+                .map_err(|e| VmError::Devices(DeviceError::EventFd(e)))?;
+            subscribers.push(event_manager.add_subscriber(Arc::new(Mutex::new(EjectWatch(fd)))));
+        }
 
         let mut threads = Vec::new();
         for mut vcpu in self.vcpus {
@@ -258,6 +269,7 @@ impl Vm {
             threads,
             subscribers,
             self.layout,
+            self.hotplug,
         ))
     }
 }
@@ -312,8 +324,27 @@ impl MutEventSubscriber for FaultHandler {
     }
 }
 
+/// Wakes the event loop when the guest acknowledged a hot-removal; the
+/// control loop then finishes it (`RunningVm::finish_ejects`).
+struct EjectWatch(vmm_sys_util::eventfd::EventFd);
+
+impl MutEventSubscriber for EjectWatch {
+    fn process(&mut self, _events: event_manager::Events, _ops: &mut event_manager::EventOps) {
+        let _ = self.0.read();
+    }
+
+    fn init(&mut self, ops: &mut event_manager::EventOps) {
+        if let Err(e) = ops.add(event_manager::Events::new(
+            &self.0,
+            event_manager::EventSet::IN,
+        )) {
+            log::error!("cannot watch PCI hotplug ejections: {e:?}");
+        }
+    }
+}
+
 /// Runs a device's queue when KVM signals its notification eventfd.
-struct QueueHandler(device_manager::QueueEvent);
+pub(crate) struct QueueHandler(pub(crate) device_manager::QueueEvent);
 
 impl MutEventSubscriber for QueueHandler {
     fn process(&mut self, _events: event_manager::Events, _ops: &mut event_manager::EventOps) {

@@ -57,6 +57,12 @@ pub const PCI_MMIO64_SIZE: u64 = crate::plan::PCI_MMIO64_SIZE;
 /// Alignment of the 64-bit PCI MMIO window.
 const PCI_MMIO64_ALIGN: u64 = 1 << 30;
 
+/// The PCI hotplug registers (slots to check, slots to eject, eject
+/// acknowledgment) that the DSDT's hotplug methods read and write.
+pub const PCI_HOTPLUG_START: u64 = PCI_ECAM_START + PCI_ECAM_SIZE;
+/// Size of the PCI hotplug register block (one page).
+pub const PCI_HOTPLUG_SIZE: u64 = 0x1000;
+
 /// The in-kernel IOAPIC.
 pub const IOAPIC_START: u64 = 0xfec0_0000;
 /// The local APIC of every vCPU.
@@ -84,13 +90,16 @@ pub mod pio {
     pub const PCI_CONFIG: u16 = 0xcf8;
     /// pvpanic device (ACPI `QEMU0001`).
     pub const PVPANIC: u16 = 0x505;
+    /// Interrupt line (IOAPIC pin, edge-triggered) of the ACPI Generic
+    /// Event Device that signals PCI hotplug.
+    pub const PCI_HOTPLUG_GSI: u32 = 5;
     /// ACPI hardware-reduced sleep control, sleep status and reset registers.
     pub const ACPI_PM: u16 = 0x600;
     /// Size of the ACPI power management block.
     pub const ACPI_PM_SIZE: u16 = 4;
 }
 
-const _: () = assert!(PCI_ECAM_START + PCI_ECAM_SIZE <= IOAPIC_START);
+const _: () = assert!(PCI_HOTPLUG_START + PCI_HOTPLUG_SIZE <= IOAPIC_START);
 
 // The boot stack grows down from between the zero page and the page tables.
 const _: () =

@@ -13,6 +13,7 @@
 
 pub mod config;
 pub mod host_bridge;
+pub mod hotplug;
 pub mod msix;
 pub mod root;
 

@@ -113,6 +113,34 @@ impl PciRoot {
         Ok(slot)
     }
 
+    /// Puts `device` in `slot` (a hot-added device, in the slot the
+    /// firmware tables describe).
+    pub fn add_device_at(&self, slot: u8, device: Device) -> Result<(), PciRootError> {
+        let mut devices = self.devices.write().unwrap_or_else(|p| p.into_inner());
+        if slot >= MAX_SLOTS || devices.contains_key(&slot) {
+            return Err(PciRootError::SlotInUse(slot));
+        }
+        devices.insert(slot, device);
+        drop(devices);
+        self.refresh_bars();
+        Ok(())
+    }
+
+    /// Takes the device in `slot` off the bus: its BARs stop decoding (the
+    /// device is told, and drops what it installed for them) and its
+    /// configuration space reads as absent. Returns it, if there was one.
+    pub fn remove_device(&self, slot: u8) -> Option<Device> {
+        let removed = self
+            .devices
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&slot);
+        if removed.is_some() {
+            self.refresh_bars();
+        }
+        removed
+    }
+
     fn device(&self, addr: ConfigAddress) -> Option<Device> {
         if addr.bus != 0 || addr.function != 0 {
             return None;
@@ -642,6 +670,36 @@ mod tests {
         ecam.write(4, &[2]);
         ecam.write(0x3c, &[5]);
         assert_eq!(dev.lock().expect("lock").events.len(), events);
+    }
+
+    #[test]
+    fn a_removed_device_stops_decoding_and_its_slot_can_be_used_again() {
+        let root = root();
+        let dev = device();
+        root.add_device_at(3, dev.clone()).expect("slot 3");
+        assert_eq!(
+            root.add_device_at(3, device()),
+            Err(PciRootError::SlotInUse(3))
+        );
+        assert_eq!(
+            root.add_device_at(MAX_SLOTS, device()),
+            Err(PciRootError::SlotInUse(MAX_SLOTS))
+        );
+        assert_eq!(root.decoded_bars(), vec![(3, mem(0xc000_0000, 0x1000))]);
+        assert!(root.remove_device(3).is_some());
+        assert!(root.remove_device(3).is_none());
+        assert!(dev.lock().expect("lock").mapped().is_empty(), "told");
+        assert!(root.decoded_bars().is_empty());
+        let mut ecam = PciConfigMmio::new(root.clone());
+        let mut d = [0u8; 4];
+        ecam.read(3 << 15, &mut d);
+        assert_eq!(d, [0xff; 4], "absent");
+        let again = device();
+        root.add_device_at(3, again.clone()).expect("slot 3 again");
+        assert_eq!(
+            again.lock().expect("lock").mapped(),
+            vec![mem(0xc000_0000, 0x1000)]
+        );
     }
 
     #[test]

@@ -1,11 +1,13 @@
 //! DSDT: the `\_S5` sleep package (so the guest can power off), the
 //! legacy devices (COM ports, PNP0501, and pvpanic, QEMU0001) and the PCI
-//! host bridge (PNP0A08) with its bus, I/O and MMIO windows.
+//! host bridge (PNP0A08) with its bus, I/O and MMIO windows, and PCI
+//! hotplug (`hotplug.rs`) when the VM has hot-pluggable slots.
 
 use acpi_tables::sdt::Sdt;
 use acpi_tables::{aml, Aml};
 
-use super::{PciHostBridge, Platform, SerialPort, OEM_ID, OEM_REVISION, OEM_TABLE_ID};
+use super::hotplug;
+use super::{PciHostBridge, PciHotplug, Platform, SerialPort, OEM_ID, OEM_REVISION, OEM_TABLE_ID};
 
 /// Table header size; the DSDT body follows it.
 const HEADER_LEN: u32 = 36;
@@ -42,7 +44,7 @@ fn pvpanic_device(port: u16) -> Vec<u8> {
 /// Legacy configuration ports the host bridge claims.
 const PCI_CONFIG_PORT: u16 = 0xcf8;
 
-fn pci_host_bridge(pci: &PciHostBridge) -> Vec<u8> {
+fn pci_host_bridge(pci: &PciHostBridge, hotplug: Option<&PciHotplug>) -> Vec<u8> {
     let hid = aml::EISAName::new("PNP0A08");
     let cid = aml::EISAName::new("PNP0A03");
     let zero = 0u64;
@@ -81,7 +83,11 @@ fn pci_host_bridge(pci: &PciHostBridge) -> Vec<u8> {
         aml::Name::new("_BBN".into(), &zero),
         aml::Name::new("_CRS".into(), &crs),
     ];
-    let children: Vec<&dyn Aml> = names.iter().map(|n| n as &dyn Aml).collect();
+    let slots = hotplug.map(hotplug::pci_children);
+    let mut children: Vec<&dyn Aml> = names.iter().map(|n| n as &dyn Aml).collect();
+    if let Some(slots) = &slots {
+        children.push(slots);
+    }
     let mut bytes = Vec::new();
     aml::Device::new("PCI0".into(), children).to_aml_bytes(&mut bytes);
     bytes
@@ -113,7 +119,10 @@ pub(super) fn build(platform: &Platform) -> Sdt {
         sb.extend(pvpanic_device(port));
     }
     if let Some(pci) = &platform.pci {
-        sb.extend(pci_host_bridge(pci));
+        sb.extend(pci_host_bridge(pci, platform.hotplug.as_ref()));
+        if let Some(hotplug) = &platform.hotplug {
+            sb.extend(hotplug::system_bus_children(hotplug));
+        }
     }
     let mut body = s5_package(platform.pm.s5_sleep_type);
     body.extend(aml::Scope::raw("_SB_".into(), sb));

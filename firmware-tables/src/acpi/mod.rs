@@ -5,6 +5,7 @@
 
 mod dsdt;
 mod fadt;
+mod hotplug;
 mod madt;
 mod mcfg;
 mod viot;
@@ -69,6 +70,20 @@ pub struct IommuTopology {
     pub endpoints: Vec<u16>,
 }
 
+/// ACPI PCI hotplug on bus 0: the register block the DSDT's methods read
+/// and write (`PCIU` slots to check at +0, `PCID` slots to eject at +4,
+/// `B0EJ` eject acknowledgment at +8, 32 bits each, one bit per slot) and
+/// the Generic Event Device's interrupt.
+#[derive(Clone, Debug)]
+pub struct PciHotplug {
+    /// The register page: base and size.
+    pub registers: (u64, u64),
+    /// The GED's interrupt (GSI, edge-triggered, active high).
+    pub gsi: u32,
+    /// The hot-pluggable slots of bus 0.
+    pub slots: Vec<u8>,
+}
+
 /// Everything the tables describe. Addresses come from the VMM's layout.
 #[derive(Clone, Debug)]
 pub struct Platform {
@@ -88,6 +103,8 @@ pub struct Platform {
     pub pci: Option<PciHostBridge>,
     /// The virtio-iommu topology, if the VM has one.
     pub iommu: Option<IommuTopology>,
+    /// PCI hotplug, if the VM has hot-pluggable slots.
+    pub hotplug: Option<PciHotplug>,
 }
 
 /// Errors placing the tables.

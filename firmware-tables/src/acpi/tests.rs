@@ -23,6 +23,7 @@ fn platform(cpus: u8) -> Platform {
         pvpanic_port: Some(0x505),
         pci: None,
         iommu: None,
+        hotplug: None,
     }
 }
 
@@ -208,4 +209,51 @@ fn viot_lists_the_iommu_and_exactly_its_endpoints() {
     }
     let iommu = iommu_offset.expect("IOMMU node") as u16;
     assert_eq!(ranges, vec![(16, 16, 16, iommu), (24, 24, 24, iommu)]);
+}
+
+#[test]
+fn hotplug_adds_the_ged_the_registers_and_one_ejectable_device_per_slot() {
+    let mem = memory();
+    let platform = Platform {
+        hotplug: Some(PciHotplug {
+            registers: (0xe010_0000, 0x1000),
+            gsi: 5,
+            slots: vec![4, 0x1d],
+        }),
+        ..with_pci_and_iommu(1)
+    };
+    write_tables(&mem, GuestAddress(BASE), 0x1f000, &platform).expect("tables");
+    let fadt = walk(&mem).remove(0).1;
+    let dsdt = table(&mem, u64_at(fadt.as_slice(), 140));
+    let has = |needle: &[u8]| dsdt.windows(needle.len()).any(|w| w == needle);
+    let count = |needle: &[u8]| dsdt.windows(needle.len()).filter(|w| *w == needle).count();
+    assert!(has(b"ACPI0013"), "the GED");
+    assert!(has(b"_EVT"));
+    // Extended interrupt descriptor: consumer, edge, active high, GSI 5.
+    assert!(has(&[0x89, 6, 0, 0b0011, 1, 5, 0, 0, 0]));
+    // OperationRegion (PHPR, SystemMemory, 0xe0100000, 12).
+    assert!(has(&[
+        0x5b, 0x80, b'P', b'H', b'P', b'R', 0, 0x0c, 0x00, 0x00, 0x10, 0xe0, 0x0a, 12
+    ]));
+    for field in [b"PCIU", b"PCID", b"B0EJ"] {
+        assert!(has(field), "{}", String::from_utf8_lossy(field));
+    }
+    // Memory32Fixed reserving the register page.
+    assert!(has(&[
+        0x86, 9, 0, 1, 0x00, 0x00, 0x10, 0xe0, 0x00, 0x10, 0, 0
+    ]));
+    for (name, adr) in [(b"S04_", 4u8), (b"S1D_", 0x1d)] {
+        // Device (Snn) with Name (_ADR, slot << 16): a DWord constant.
+        let at = dsdt
+            .windows(4)
+            .position(|w| w == name)
+            .expect("slot device");
+        assert_eq!(&dsdt[at - 3..at - 1], &[0x5b, 0x82], "a Device");
+        assert!(has(&[b'_', b'A', b'D', b'R', 0x0c, 0, 0, adr, 0]));
+        // Notified twice by PSCN (device check, eject request) plus the
+        // device's own name.
+        assert_eq!(count(name), 3);
+    }
+    assert_eq!(count(b"_EJ0"), 2);
+    assert!(has(b"PSCN"));
 }

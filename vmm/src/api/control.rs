@@ -8,6 +8,12 @@
 //! [`RunningVm`] built from it by the same `Vm::build` the command line
 //! uses). `vm.shutdown` goes back to created; a guest that powers off,
 //! reboots or crashes ends minivmm as without the API.
+//!
+//! Hotplug: `vm.add-disk` builds the disk into a free hot-pluggable slot of
+//! the running VM and answers once the guest was told; `vm.remove-device`
+//! asks the guest to eject and answers at once; the removal is finished
+//! here, after the round of device events in which the guest's
+//! acknowledgment arrived.
 
 use std::error::Error as StdError;
 use std::path::Path;
@@ -28,6 +34,7 @@ use super::types::{vm_config, CreateError, VmmSettings};
 use crate::cli::Cli;
 use crate::config::{ConfigError, VmConfig};
 use crate::console::RawTerminal;
+use crate::device_manager::{DeviceError, HotplugError};
 use crate::running::RunningVm;
 use crate::vm::{EventLoop, Vm, VmError};
 
@@ -239,19 +246,98 @@ impl Control {
                 }
                 Err(r) => r,
             },
-            ApiRequest::VmAddDevice(body) => match self.running_with_ids() {
-                Ok((running, _)) => check_hot_add(&body, running.layout()),
-                Err(r) => r,
-            },
-            ApiRequest::VmAddDisk(_) | ApiRequest::VmRemoveDevice(_) => match self.running_with_ids() {
-                Ok(_) => fail(
-                    501,
-                    "hotplug is not implemented in this build of minivmm: give disks and devices in vm.create",
-                ),
-                Err(r) => r,
-            },
+            ApiRequest::VmAddDevice(body) => self.add_device(&body).unwrap_or_else(|e| e),
+            ApiRequest::VmAddDisk(body) => {
+                self.add_disk(&body, event_manager).unwrap_or_else(|e| e)
+            }
+            ApiRequest::VmRemoveDevice(body) => done(self.remove_device(&body.id)),
         };
         (response, false)
+    }
+
+    /// An id for a new device: `wanted`, unless some device has it, or the
+    /// first free `{prefix}N`.
+    fn new_id(&self, wanted: Option<&String>, prefix: &str) -> Result<String, Response> {
+        let (running, ids) = self.running_with_ids()?;
+        let taken = |id: &str| {
+            id == IOMMU_ID
+                || ids.disks.iter().chain(&ids.vfio).any(|i| i == id)
+                || running.has_hot_device(id)
+        };
+        match wanted {
+            Some(id) if taken(id) => Err(fail(409, HotplugError::IdInUse(id.clone()).to_string())),
+            Some(id) => Ok(id.clone()),
+            None => Ok((0..)
+                .map(|n| format!("{prefix}{n}"))
+                .find(|id| !taken(id))
+                .unwrap_or_default()),
+        }
+    }
+
+    /// `vm.add-device`: the host regions are checked against the running
+    /// plan first (409 on a collision), then the device is opened and
+    /// added; 200 with its id and guest BDF.
+    fn add_device(&mut self, body: &super::types::DeviceBody) -> Result<Response, Response> {
+        let (running, _) = self.running_with_ids()?;
+        let bdf = check_hot_add(body, running.layout())?;
+        let id = self.new_id(body.id.as_ref(), "_vfio")?;
+        let Some(running) = self.running.as_mut() else {
+            return Err(fail(405, "the VM is not running: PUT vm.boot first"));
+        };
+        let placed = running
+            .add_vfio(&id, &bdf, body.iommu)
+            .map_err(|e| hotplug_failure(&e))?;
+        log::info!(
+            "api: {id} ({bdf}) added at {}",
+            report::guest_bdf(placed.bdf)
+        );
+        Ok(Response::json(
+            json!({ "id": id, "bdf": report::guest_bdf(placed.bdf) }).to_string(),
+        ))
+    }
+
+    /// `vm.add-disk`: 200 with the new device's id and guest BDF.
+    fn add_disk(
+        &mut self,
+        body: &super::types::DiskBody,
+        event_manager: &mut EventLoop,
+    ) -> Result<Response, Response> {
+        self.running_with_ids()?;
+        let disk = body.disk_config().map_err(|e| fail(400, e.to_string()))?;
+        let id = self.new_id(body.id.as_ref(), "_disk")?;
+        let Some(running) = self.running.as_mut() else {
+            return Err(fail(405, "the VM is not running: PUT vm.boot first"));
+        };
+        let placed = running
+            .add_disk(event_manager, &id, &disk)
+            .map_err(|e| hotplug_failure(&e))?;
+        log::info!("api: {id} added at {}", report::guest_bdf(placed.bdf));
+        Ok(Response::json(
+            json!({ "id": id, "bdf": report::guest_bdf(placed.bdf) }).to_string(),
+        ))
+    }
+
+    /// `vm.remove-device`: asks the guest to eject a hot-added device.
+    fn remove_device(&mut self, id: &str) -> Result<(), Response> {
+        let (_, ids) = self.running_with_ids()?;
+        let at_boot = ids.disks.iter().chain(&ids.vfio).any(|i| i == id) || id == IOMMU_ID;
+        if at_boot {
+            return Err(fail(
+                409,
+                format!("device '{id}' was given at boot and its PCI slot is not hot-pluggable: only devices added with vm.add-disk or vm.add-device can be removed"),
+            ));
+        }
+        let Some(running) = self.running.as_mut() else {
+            return Err(fail(405, "the VM is not running: PUT vm.boot first"));
+        };
+        running.remove_device(id).map_err(|e| hotplug_failure(&e))
+    }
+
+    /// Finishes the removals the guest acknowledged since the last call.
+    pub fn finish_ejects(&mut self, event_manager: &mut EventLoop) {
+        if let Some(running) = self.running.as_mut() {
+            running.finish_ejects(event_manager);
+        }
     }
 
     fn running_with_ids(&self) -> Result<(&RunningVm, &DeviceIds), Response> {
@@ -287,29 +373,44 @@ impl Control {
     }
 }
 
-/// `vm.add-device` on a running VM: the device's host regions are checked
-/// against the running plan (a collision is refused with 409 and the
-/// region); one that fits gets 501, as hotplug itself is not implemented.
-fn check_hot_add(body: &super::types::DeviceBody, layout: &crate::running::Layout) -> Response {
-    let bdf = match body
+/// The id `vm.info` gives the virtio-iommu.
+const IOMMU_ID: &str = "_virtio-iommu";
+
+/// The answer to a refused or failed hot-add or removal.
+fn hotplug_failure(error: &HotplugError) -> Response {
+    let status = match error {
+        HotplugError::Unsupported(_) => 501,
+        HotplugError::UnknownId(_) => 404,
+        HotplugError::NoIommu | HotplugError::Device(DeviceError::Disk(_)) => 400,
+        HotplugError::IdInUse(_)
+        | HotplugError::HostInUse(..)
+        | HotplugError::Ejecting(_)
+        | HotplugError::NoFreeSlot { .. } => 409,
+        // The host device is not usable as it is (not bound to vfio-pci,
+        // not found, ...): the message says what to fix.
+        HotplugError::Device(DeviceError::Vfio(_)) => 400,
+        HotplugError::Device(_) | HotplugError::Signal(_) | HotplugError::Assign { .. } => 500,
+    };
+    Response::error(status, &chain(error))
+}
+
+/// `vm.add-device` on a running VM, before anything is opened: the
+/// device's host regions are checked against the running plan (a collision
+/// is refused with 409 and the region). Returns the normalized host BDF.
+fn check_hot_add(
+    body: &super::types::DeviceBody,
+    layout: &crate::running::Layout,
+) -> Result<String, Response> {
+    let bdf = body
         .bdf("path")
         .map_err(|e| e.0)
         .and_then(|b| crate::vfio::normalize_bdf(&b).map_err(|e| e.to_string()))
-    {
-        Ok(bdf) => bdf,
-        Err(e) => return fail(400, e),
-    };
-    let regions = match host_iommu::read_device_regions(&bdf) {
-        Ok(r) => r,
-        Err(e) => return Response::error(400, &chain(&e)),
-    };
-    match crate::hotplug::check_regions(&bdf, &layout.map, &regions) {
-        Err(collision) => fail(409, collision.to_string()),
-        Ok(()) => fail(
-            501,
-            format!("{bdf}: its host regions fit the running plan, but hotplug is not implemented in this build of minivmm: give the device in vm.create"),
-        ),
-    }
+        .map_err(|e| fail(400, e))?;
+    let regions =
+        host_iommu::read_device_regions(&bdf).map_err(|e| Response::error(400, &chain(&e)))?;
+    crate::hotplug::check_regions(&bdf, &layout.map, &regions)
+        .map_err(|collision| fail(409, collision.to_string()))?;
+    Ok(bdf)
 }
 
 /// How long minivmm waits, after answering `vmm.shutdown`, for the answer
@@ -345,6 +446,7 @@ fn serve_on(socket: &ApiSocket, cli: Cli) -> Result<Ended, ApiError> {
             return Ok(Ended::Guest(event));
         }
         event_manager.run().map_err(ApiError::EventLoop)?;
+        control.finish_ejects(&mut event_manager);
         while let Ok(envelope) = requests.try_recv() {
             let (response, exit) = control.handle(envelope.request, &mut event_manager);
             if exit {
@@ -413,6 +515,52 @@ mod tests {
         assert_eq!(
             c.handle(ApiRequest::VmmShutdown, &mut em),
             (Response::empty(204), true)
+        );
+    }
+
+    #[test]
+    fn hotplug_refusals_are_4xx_and_a_missing_platform_501() {
+        let status = |e: HotplugError| hotplug_failure(&e).status;
+        assert_eq!(status(HotplugError::UnknownId("x".into())), 404);
+        assert_eq!(status(HotplugError::IdInUse("x".into())), 409);
+        assert_eq!(status(HotplugError::Ejecting("x".into())), 409);
+        assert_eq!(status(HotplugError::HostInUse("b".into(), "x".into())), 409);
+        assert_eq!(
+            status(HotplugError::NoFreeSlot {
+                pool: "behind the virtio-iommu",
+                count: 4
+            }),
+            409
+        );
+        assert_eq!(status(HotplugError::NoIommu), 400);
+        assert_eq!(status(HotplugError::Unsupported("arm64")), 501);
+        let r = hotplug_failure(&HotplugError::UnknownId("nothere".into()));
+        assert_eq!(
+            r.body.as_deref(),
+            Some(r#"["no device has id 'nothere': see vm.info for the ids"]"#)
+        );
+    }
+
+    #[test]
+    fn hotplug_needs_a_running_vm() {
+        let mut em: EventLoop = EventManager::new().expect("event manager");
+        let mut c = Control::new(VmmSettings::default());
+        let disk =
+            super::super::types::DiskBody::parse(br#"{"path": "/tmp/a.img"}"#).expect("body");
+        let remove = super::super::types::RemoveBody::parse(br#"{"id": "a"}"#).expect("body");
+        assert_eq!(
+            c.handle(ApiRequest::VmAddDisk(disk.clone()), &mut em)
+                .0
+                .status,
+            404
+        );
+        let mut c = control_with(r#"{"payload": {"kernel": "/k"}}"#);
+        assert_eq!(c.handle(ApiRequest::VmAddDisk(disk), &mut em).0.status, 405);
+        assert_eq!(
+            c.handle(ApiRequest::VmRemoveDevice(remove), &mut em)
+                .0
+                .status,
+            405
         );
     }
 

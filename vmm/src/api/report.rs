@@ -8,7 +8,7 @@ use arch::plan::{GuestMap, HostConstraints, ResvKind, Span};
 use serde_json::{json, Value};
 
 use crate::config::VmConfig;
-use crate::device_manager::{PlacedDevice, PlacedKind};
+use crate::device_manager::{HotKind, PlacedDevice, PlacedKind};
 use crate::running::Layout;
 
 /// The sysfs directory of host PCI devices, as `devices[].path` names them.
@@ -65,6 +65,31 @@ pub fn config(config: &VmConfig, ids: &DeviceIds, layout: Option<&Layout>) -> Va
             })
             .unwrap_or_else(|| config.vfio[index].bdf.clone())
     };
+    // Disks added while the VM runs follow those it was created with.
+    let hot_disks = layout
+        .into_iter()
+        .flat_map(|l| &l.devices)
+        .filter_map(|d| match &d.kind {
+            PlacedKind::Hot {
+                id,
+                kind: HotKind::Disk { config: disk, .. },
+            } => Some(json!({
+                "path": disk.path, "readonly": disk.read_only, "iommu": disk.iommu, "id": id,
+            })),
+            _ => None,
+        });
+    let hot_devices = layout
+        .into_iter()
+        .flat_map(|l| &l.devices)
+        .filter_map(|d| match &d.kind {
+            PlacedKind::Hot {
+                id,
+                kind: HotKind::Vfio { host, iommu },
+            } => Some(json!({
+                "path": format!("{SYSFS_PCI_DEVICES}/{host}"), "iommu": iommu, "id": id,
+            })),
+            _ => None,
+        });
     json!({
         "cpus": { "boot_vcpus": config.cpus, "max_vcpus": config.cpus },
         "memory": { "size": config.memory },
@@ -75,10 +100,10 @@ pub fn config(config: &VmConfig, ids: &DeviceIds, layout: Option<&Layout>) -> Va
         },
         "disks": config.disks.iter().zip(&ids.disks).map(|(d, id)| json!({
             "path": d.path, "readonly": d.read_only, "iommu": d.iommu, "id": id,
-        })).collect::<Vec<_>>(),
+        })).chain(hot_disks).collect::<Vec<_>>(),
         "devices": config.vfio.iter().zip(&ids.vfio).enumerate().map(|(i, (v, id))| json!({
             "path": format!("{SYSFS_PCI_DEVICES}/{}", host_bdf(i)), "iommu": v.iommu, "id": id,
-        })).collect::<Vec<_>>(),
+        })).chain(hot_devices).collect::<Vec<_>>(),
         "iommu": config.needs_iommu(),
     })
 }
@@ -88,6 +113,7 @@ fn device_id(device: &PlacedDevice, ids: &DeviceIds) -> String {
         PlacedKind::Iommu => "_virtio-iommu".to_string(),
         PlacedKind::Disk { index, .. } => ids.disks.get(*index).cloned().unwrap_or_default(),
         PlacedKind::Vfio { index, .. } => ids.vfio.get(*index).cloned().unwrap_or_default(),
+        PlacedKind::Hot { id, .. } => id.clone(),
     }
 }
 
@@ -127,7 +153,11 @@ pub fn counters(layout: &Layout, ids: &DeviceIds) -> Value {
         .devices
         .iter()
         .filter_map(|d| match &d.kind {
-            PlacedKind::Disk { counters, .. } => {
+            PlacedKind::Disk { counters, .. }
+            | PlacedKind::Hot {
+                kind: HotKind::Disk { counters, .. },
+                ..
+            } => {
                 let c = counters.snapshot();
                 Some((
                     device_id(d, ids),

@@ -334,6 +334,12 @@ impl DiskBody {
         typed(value)
     }
 
+    /// The disk a `vm.add-disk` body describes, checked as `--disk` is.
+    pub fn disk_config(&self) -> Result<crate::config::DiskConfig, CreateError> {
+        let value = self.cli_value("vm.add-disk")?;
+        Ok(crate::config::parse_disk(&value)?)
+    }
+
     /// The `--disk` value for this disk.
     fn cli_value(&self, at: &str) -> Result<String, BodyError> {
         let path = self
@@ -457,14 +463,6 @@ pub fn vm_config(body: &CreateBody, settings: &VmmSettings) -> Result<VmConfig, 
     }
     let disks = body.disks.as_deref().unwrap_or_default();
     let devices = body.devices.as_deref().unwrap_or_default();
-    let wants_iommu = disks.iter().any(|d| d.iommu) || devices.iter().any(|d| d.iommu);
-    if body.iommu == Some(true) && !wants_iommu {
-        return Err(BodyError(
-            "iommu is true but no disk or device has iommu: true: minivmm creates its virtio-iommu for the devices behind it"
-                .into(),
-        )
-        .into());
-    }
     let cli = Cli {
         kernel: payload.kernel,
         initrd: payload.initramfs,
@@ -487,6 +485,7 @@ pub fn vm_config(body: &CreateBody, settings: &VmmSettings) -> Result<VmConfig, 
             .map(|(i, d)| d.cli_value(&format!("devices[{i}]")))
             .collect::<Result<_, _>>()?,
         iommu_poll_us: settings.iommu_poll_us,
+        iommu: body.iommu == Some(true),
         dry_run: false,
         host_regions: settings.host_regions.clone(),
         allow_direct_regions: settings.allow_direct_regions,
@@ -525,6 +524,7 @@ mod tests {
             disk: vec!["path=/d.img,readonly=on,iommu=on".into()],
             vfio: vec!["0000:01:00.0,iommu=on".into()],
             iommu_poll_us: 0,
+            iommu: false,
             dry_run: false,
             host_regions: vec![],
             allow_direct_regions: false,
@@ -601,15 +601,14 @@ mod tests {
                 r#"{"payload": {"kernel": "/k"}, "disks": [{"readonly": true}]}"#,
                 "disks[0].path is missing",
             ),
-            (
-                r#"{"payload": {"kernel": "/k"}, "iommu": true}"#,
-                "no disk or device",
-            ),
         ];
         for (json, want) in cases {
             let err = create(json).expect_err(json);
             assert!(err.to_string().contains(want), "{json}: {err}");
         }
+        // A virtio-iommu for devices hot-added later.
+        let c = create(r#"{"payload": {"kernel": "/k"}, "iommu": true}"#).expect("iommu");
+        assert!(c.iommu && c.needs_iommu());
     }
 
     #[test]

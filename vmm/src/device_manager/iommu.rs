@@ -18,7 +18,7 @@ use devices::GuestEvents;
 use super::pci::PciBuilder;
 use super::poller::start_iommu_poller;
 use super::{DeviceError, FaultEvent};
-use crate::vfio::VfioDma;
+use crate::vfio::{VfioContainers, VfioDma};
 
 /// What the virtio-iommu is built from.
 pub(super) struct IommuSetup<'a> {
@@ -32,6 +32,9 @@ pub(super) struct IommuSetup<'a> {
     pub translated: &'a [u32],
     /// The assigned endpoints' VFIO containers.
     pub containers: BTreeMap<u32, Arc<vfio_ioctls::VfioContainer>>,
+    /// Whether assigned devices may be hot-added behind it (then it has a
+    /// VFIO back-end even without assigned devices at boot).
+    pub hot_assignable: bool,
     /// Poll window after each request (zero: no poller).
     pub poll: Duration,
     /// Where the device says it must stop the VM.
@@ -55,16 +58,26 @@ fn reserved_regions(map: &GuestMap) -> Vec<ReservedRegion> {
         .collect()
 }
 
-/// Puts the virtio-iommu on the bus; returns a translator per emulated
-/// endpoint, keyed by endpoint ID, and its fault delivery for the event
-/// loop.
-pub(super) fn add(
-    pci: &mut PciBuilder,
-    setup: IommuSetup<'_>,
-) -> Result<(BTreeMap<u32, EndpointIommu>, FaultEvent), DeviceError> {
+/// The virtio-iommu on the bus, as the rest of the device set-up needs it.
+pub(super) struct AddedIommu {
+    /// A translator per emulated endpoint, keyed by endpoint ID.
+    pub translators: BTreeMap<u32, EndpointIommu>,
+    /// Its fault delivery, for the event loop.
+    pub faults: FaultEvent,
+    /// The device (hotplug asks it for translators and detaches removed
+    /// endpoints).
+    pub device: Arc<Mutex<VirtioIommu>>,
+    /// The VFIO back-end's containers (hotplug adds and removes them).
+    pub containers: Option<VfioContainers>,
+}
+
+/// Puts the virtio-iommu on the bus.
+pub(super) fn add(pci: &mut PciBuilder, setup: IommuSetup<'_>) -> Result<AddedIommu, DeviceError> {
     let reserved = reserved_regions(setup.map);
-    let host = (!setup.containers.is_empty()).then(|| {
+    let mut containers = None;
+    let host = (!setup.containers.is_empty() || setup.hot_assignable).then(|| {
         let vfio = VfioDma::new(setup.memory.clone(), setup.containers);
+        containers = Some(vfio.containers());
         HostDma {
             endpoints: vfio.endpoints(),
             backend: Box::new(vfio),
@@ -105,7 +118,12 @@ pub(super) fn add(
     if !setup.poll.is_zero() {
         start_iommu_poller(&device, setup.poll)?;
     }
-    let device: Arc<Mutex<dyn VirtioDevice>> = device;
-    pci.add_virtio(device, true, setup.bdf)?;
-    Ok((translators, faults))
+    let dyn_device: Arc<Mutex<dyn VirtioDevice>> = device.clone();
+    pci.add_virtio(dyn_device, true, setup.bdf)?;
+    Ok(AddedIommu {
+        translators,
+        faults,
+        device,
+        containers,
+    })
 }

@@ -1,6 +1,6 @@
 //! Assigned devices before they reach the bus: checked and opened through
-//! VFIO ahead of the address plan, then guest RAM mapped for the ones not
-//! behind the virtio-iommu.
+//! VFIO ahead of the address plan (or, hot-added, while the VM runs), then
+//! guest RAM mapped for the ones not behind the virtio-iommu.
 
 use std::sync::Arc;
 
@@ -20,11 +20,61 @@ pub struct OpenedVfio {
     pub(super) iommu: bool,
 }
 
+/// KVM's VFIO pseudo-device (one per VM: KVM refuses a second), made when
+/// the first assigned device is opened, at boot or hot-added.
+#[derive(Default)]
+pub struct KvmVfio(Option<Arc<vfio_ioctls::VfioDeviceFd>>);
+
+impl KvmVfio {
+    fn handle(&mut self, vm: &VmFd) -> Result<Arc<vfio_ioctls::VfioDeviceFd>, DeviceError> {
+        if let Some(h) = &self.0 {
+            return Ok(h.clone());
+        }
+        let mut kvm_vfio = kvm_bindings::kvm_create_device {
+            type_: kvm_bindings::kvm_device_type_KVM_DEV_TYPE_VFIO,
+            fd: 0,
+            flags: 0,
+        };
+        let handle = Arc::new(vfio_ioctls::VfioDeviceFd::new_from_kvm(
+            vm.create_device(&mut kvm_vfio)
+                .map_err(DeviceError::KvmVfio)?,
+        ));
+        self.0 = Some(handle.clone());
+        Ok(handle)
+    }
+
+    /// Checks and opens host device `bdf` (normalized) in a container of
+    /// its own, while the VM runs. Nothing is mapped yet.
+    pub(super) fn open_hot(
+        &mut self,
+        vm: &VmFd,
+        bdf: &str,
+        iommu: bool,
+    ) -> Result<OpenedVfio, DeviceError> {
+        let dir = crate::vfio::check_host_device(bdf)?;
+        let handle = self.handle(vm)?;
+        let container = vfio_ioctls::VfioContainer::new(Some(handle))
+            .map(Arc::new)
+            .map_err(|_| crate::vfio::VfioError::NoVfio)?;
+        let device = crate::vfio::open_device(bdf, &dir, container.clone())?;
+        Ok(OpenedVfio {
+            bdf: bdf.to_string(),
+            device,
+            container,
+            iommu,
+        })
+    }
+}
+
 /// Opens the assigned devices before guest memory exists (so the planner
 /// can use what their containers accept): one shared container for
 /// `iommu=off` devices, one each for devices behind the virtio-iommu.
 /// Nothing is mapped yet.
-pub fn open_vfio_devices(vm: &VmFd, config: &VmConfig) -> Result<Vec<OpenedVfio>, DeviceError> {
+pub fn open_vfio_devices(
+    vm: &VmFd,
+    config: &VmConfig,
+    kvm_vfio: &mut KvmVfio,
+) -> Result<Vec<OpenedVfio>, DeviceError> {
     if config.vfio.is_empty() {
         return Ok(Vec::new());
     }
@@ -34,15 +84,7 @@ pub fn open_vfio_devices(vm: &VmFd, config: &VmConfig) -> Result<Vec<OpenedVfio>
         let dir = crate::vfio::check_host_device(&bdf)?;
         checked.push((bdf, dir, v.iommu));
     }
-    let mut kvm_vfio = kvm_bindings::kvm_create_device {
-        type_: kvm_bindings::kvm_device_type_KVM_DEV_TYPE_VFIO,
-        fd: 0,
-        flags: 0,
-    };
-    let handle = Arc::new(vfio_ioctls::VfioDeviceFd::new_from_kvm(
-        vm.create_device(&mut kvm_vfio)
-            .map_err(DeviceError::KvmVfio)?,
-    ));
+    let handle = kvm_vfio.handle(vm)?;
     let new_container = || {
         vfio_ioctls::VfioContainer::new(Some(handle.clone()))
             .map(Arc::new)

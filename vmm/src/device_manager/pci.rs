@@ -1,5 +1,6 @@
 //! Populating PCI bus 0: slots and BDFs, BAR space, MSI-X groups, and
-//! virtio-pci and VFIO devices on it.
+//! virtio-pci and VFIO devices on it; at run time, placing a hot-added
+//! device in its slot and giving back the BAR space of a removed one.
 
 use std::sync::{Arc, Mutex};
 
@@ -11,7 +12,7 @@ use devices::virtio::VirtioDevice;
 use devices::Bus;
 use firmware_tables::acpi::PciHostBridge;
 use kvm_ioctls::{IoEventAddress, NoDatamatch, VmFd};
-use vm_allocator::{AddressAllocator, AllocPolicy};
+use vm_allocator::{AddressAllocator, AllocPolicy, RangeInclusive as Range};
 use vmm_sys_util::eventfd::EventFd;
 
 use super::passthrough::OpenedVfio;
@@ -52,9 +53,30 @@ impl IoEventRegistry for KvmIoEvents {
     }
 }
 
+/// BAR space a device was given, to give back when it leaves.
+#[derive(Clone, Debug, Default)]
+pub(super) struct BarSpace {
+    /// In the 64-bit window.
+    mmio64: Vec<Range>,
+    /// In the 32-bit window.
+    mmio32: Vec<Range>,
+    /// In the I/O port window.
+    ports: Vec<Range>,
+}
+
+/// Where a device goes on bus 0.
+#[derive(Clone, Copy)]
+enum Placement {
+    /// The next free slot, which must be this BDF (boot devices, whose
+    /// BDFs the firmware tables already promise).
+    Next(u16),
+    /// This slot (a hot-added device).
+    Slot(u8),
+}
+
 /// PCI bus 0 being populated: slots, BAR space and MSI-X.
 pub(super) struct PciBuilder {
-    root: Arc<PciRoot>,
+    pub(super) root: Arc<PciRoot>,
     bars: AddressAllocator,
     bars32: AddressAllocator,
     ports: AddressAllocator,
@@ -131,6 +153,39 @@ impl PciBuilder {
         slots: &Arc<crate::vfio::KvmSlots>,
         want: u16,
     ) -> Result<(), DeviceError> {
+        let mut space = BarSpace::default();
+        self.place_vfio(opened, slots, Placement::Next(want), &mut space)
+    }
+
+    /// Adds assigned device `dev` in hot-pluggable `slot`; returns the BAR
+    /// space it got.
+    pub(super) fn add_vfio_at(
+        &mut self,
+        opened: &OpenedVfio,
+        slots: &Arc<crate::vfio::KvmSlots>,
+        slot: u8,
+    ) -> Result<BarSpace, DeviceError> {
+        let mut space = BarSpace::default();
+        match self.place_vfio(opened, slots, Placement::Slot(slot), &mut space) {
+            Ok(()) => Ok(space),
+            Err(e) => {
+                self.free(&space);
+                Err(e)
+            }
+        }
+    }
+
+    fn place_vfio(
+        &mut self,
+        opened: &OpenedVfio,
+        slots: &Arc<crate::vfio::KvmSlots>,
+        placement: Placement,
+        space: &mut BarSpace,
+    ) -> Result<(), DeviceError> {
+        let want = match placement {
+            Placement::Next(bdf) => bdf,
+            Placement::Slot(slot) => bdf(slot.into()),
+        };
         use vfio_bindings::bindings::vfio::{VFIO_PCI_MSIX_IRQ_INDEX, VFIO_PCI_MSI_IRQ_INDEX};
         let count = |index| opened.device.get_irq_info(index).map_or(0, |i| i.count);
         let vectors = count(VFIO_PCI_MSIX_IRQ_INDEX)
@@ -140,15 +195,16 @@ impl PciBuilder {
         let eventfds = group.eventfds().map_err(DeviceError::EventFd)?;
         let (bars64, bars32, ports) = (&mut self.bars, &mut self.bars32, &mut self.ports);
         let mut alloc = |size: u64, kind: BarKind| {
-            let allocator = match kind {
-                BarKind::Mem64 => &mut *bars64,
-                BarKind::Mem32 => &mut *bars32,
-                BarKind::Io => &mut *ports,
+            let (allocator, given) = match kind {
+                BarKind::Mem64 => (&mut *bars64, &mut space.mmio64),
+                BarKind::Mem32 => (&mut *bars32, &mut space.mmio32),
+                BarKind::Io => (&mut *ports, &mut space.ports),
             };
-            allocator
+            let range = allocator
                 .allocate(size, size, AllocPolicy::FirstMatch)
-                .ok()
-                .map(|r| r.start())
+                .ok()?;
+            given.push(range);
+            Some(range.start())
         };
         let dev = devices::vfio::VfioPciDevice::new(
             &opened.bdf,
@@ -158,9 +214,15 @@ impl PciBuilder {
             group,
             eventfds,
         )?;
-        let got = bdf(self.root.add_device(Arc::new(Mutex::new(dev)))?.into());
-        if got != want {
-            return Err(DeviceError::SlotMismatch { want, got });
+        let dev = Arc::new(Mutex::new(dev));
+        match placement {
+            Placement::Next(_) => {
+                let got = bdf(self.root.add_device(dev)?.into());
+                if got != want {
+                    return Err(DeviceError::SlotMismatch { want, got });
+                }
+            }
+            Placement::Slot(slot) => self.root.add_device_at(slot, dev)?,
         }
         Ok(())
     }
@@ -173,10 +235,73 @@ impl PciBuilder {
         in_vcpu: bool,
         want: u16,
     ) -> Result<(), DeviceError> {
+        self.place_virtio(device, in_vcpu, Placement::Next(want))
+            .map(|_| ())
+    }
+
+    /// Adds `device` on virtio-pci in hot-pluggable `slot`; returns the BAR
+    /// space it got. Its queue notifications land in `queue_events`.
+    pub(super) fn add_virtio_at(
+        &mut self,
+        device: Arc<Mutex<dyn VirtioDevice>>,
+        slot: u8,
+    ) -> Result<BarSpace, DeviceError> {
+        self.place_virtio(device, false, Placement::Slot(slot))
+    }
+
+    /// Gives back the BAR space of a device that left the bus.
+    pub(super) fn free(&mut self, space: &BarSpace) {
+        for range in &space.mmio64 {
+            if let Err(e) = self.bars.free(range) {
+                log::warn!("cannot give back BAR space {range:?}: {e}");
+            }
+        }
+        for range in &space.mmio32 {
+            if let Err(e) = self.bars32.free(range) {
+                log::warn!("cannot give back BAR space {range:?}: {e}");
+            }
+        }
+        for range in &space.ports {
+            if let Err(e) = self.ports.free(range) {
+                log::warn!("cannot give back I/O ports {range:?}: {e}");
+            }
+        }
+    }
+
+    fn place_virtio(
+        &mut self,
+        device: Arc<Mutex<dyn VirtioDevice>>,
+        in_vcpu: bool,
+        placement: Placement,
+    ) -> Result<BarSpace, DeviceError> {
+        let want = match placement {
+            Placement::Next(bdf) => bdf,
+            Placement::Slot(slot) => bdf(slot.into()),
+        };
         let bar = self
             .bars
             .allocate(BAR_SIZE, BAR_SIZE, AllocPolicy::FirstMatch)
             .map_err(DeviceError::BarSpace)?;
+        let mut space = BarSpace {
+            mmio64: vec![bar],
+            ..BarSpace::default()
+        };
+        let result = self.build_virtio(device, in_vcpu, placement, want, bar.start(), &mut space);
+        if result.is_err() {
+            self.free(&space);
+        }
+        result.map(|()| space)
+    }
+
+    fn build_virtio(
+        &mut self,
+        device: Arc<Mutex<dyn VirtioDevice>>,
+        in_vcpu: bool,
+        placement: Placement,
+        want: u16,
+        bar: u64,
+        space: &mut BarSpace,
+    ) -> Result<(), DeviceError> {
         let queues = device
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -189,25 +314,31 @@ impl PciBuilder {
                 .ports
                 .allocate(IO_NOTIFY_PORTS, IO_NOTIFY_PORTS, AllocPolicy::FirstMatch)
                 .map_err(DeviceError::BarSpace)?;
+            space.ports.push(port);
             NotifyMode::InVcpuPort(port.start() as u16)
         } else {
             NotifyMode::Ioeventfd(self.ioevents.clone())
         };
-        let transport = VirtioPciDevice::new(device.clone(), bar.start(), msix, notify)?;
+        let transport = VirtioPciDevice::new(device.clone(), bar, msix, notify)?;
+        let mut events = Vec::new();
         for (queue, fd) in transport.queue_eventfds().map_err(DeviceError::EventFd)? {
-            self.queue_events.push(QueueEvent {
+            events.push(QueueEvent {
                 fd,
                 device: device.clone(),
                 queue,
             });
         }
-        let got = bdf(self
-            .root
-            .add_device(Arc::new(Mutex::new(transport)))?
-            .into());
-        if got != want {
-            return Err(DeviceError::SlotMismatch { want, got });
+        let transport = Arc::new(Mutex::new(transport));
+        match placement {
+            Placement::Next(_) => {
+                let got = bdf(self.root.add_device(transport)?.into());
+                if got != want {
+                    return Err(DeviceError::SlotMismatch { want, got });
+                }
+            }
+            Placement::Slot(slot) => self.root.add_device_at(slot, transport)?,
         }
+        self.queue_events.extend(events);
         Ok(())
     }
 }

@@ -70,6 +70,15 @@ pub struct PciPlatform {
     pub io_window_mmio: Option<u64>,
 }
 
+/// Where ACPI PCI hotplug lives on this platform (the register block the
+/// firmware's methods use and the Generic Event Device's interrupt).
+pub struct HotplugPlatform {
+    /// The register page: base and size.
+    pub registers: (u64, u64),
+    /// The GED's interrupt line (edge-triggered).
+    pub gsi: u32,
+}
+
 /// One architecture's part of building a VM, in the order `Vm::build`
 /// calls it.
 pub trait Platform {
@@ -83,6 +92,9 @@ pub trait Platform {
     const REQUIRED_CAPS: &'static [(Cap, &'static str)];
     /// How PCI is reached.
     const PCI: PciPlatform;
+    /// PCI hotplug: where it lives, or why this platform has none yet
+    /// (the API answers that reason).
+    const HOTPLUG: Result<HotplugPlatform, &'static str>;
 
     /// Creates the VM and what must exist before vCPUs (x86: TSS, the
     /// in-kernel irqchip and PIT).

@@ -18,7 +18,7 @@ use kvm_bindings::{
 use kvm_ioctls::{Cap, Kvm, VcpuFd, VmFd};
 use vm_memory::GuestAddress;
 
-use super::{GuestImages, MsiRouting, PciPlatform, Platform};
+use super::{GuestImages, HotplugPlatform, MsiRouting, PciPlatform, Platform};
 use crate::config::VmConfig;
 use crate::device_manager::{self, Console, DeviceError, Devices};
 use crate::vcpu::{Vcpu, VcpuError};
@@ -115,6 +115,7 @@ fn platform_description(config: &VmConfig, devices: &Devices) -> acpi::Platform 
         pvpanic_port: Some(layout::pio::PVPANIC),
         pci: Some(devices.pci),
         iommu: devices.iommu.clone(),
+        hotplug: devices.hotplug_slots.clone(),
     }
 }
 
@@ -140,6 +141,11 @@ impl Platform for X86_64 {
         config_ports: Some(layout::pio::PCI_CONFIG),
         io_window_mmio: None,
     };
+
+    const HOTPLUG: Result<HotplugPlatform, &'static str> = Ok(HotplugPlatform {
+        registers: (layout::PCI_HOTPLUG_START, layout::PCI_HOTPLUG_SIZE),
+        gsi: layout::pio::PCI_HOTPLUG_GSI,
+    });
 
     fn create_vm(kvm: &Kvm, _config: &VmConfig) -> Result<VmFd, VmError> {
         let vm = kvm

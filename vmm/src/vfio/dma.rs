@@ -3,11 +3,12 @@
 //! size the kernel writes back checked, unmap-all probed once), behind the
 //! virtio-iommu's `DmaBackend`, one container per endpoint. What goes into
 //! each container is decided by the virtio-iommu (`devices`' `host.rs`);
-//! this file only knows how to talk to VFIO.
+//! this file only knows how to talk to VFIO. Hotplug gives it containers
+//! and takes them back at run time ([`VfioContainers`]).
 
 use std::collections::BTreeMap;
 use std::os::fd::AsRawFd;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use devices::virtio::iommu::{DmaBackend, DmaError, HostMapping};
 use vfio_bindings::bindings::vfio::{vfio_iommu_type1_dma_unmap, VFIO_UNMAP_ALL};
@@ -131,44 +132,85 @@ fn host_addr(memory: &vm_memory::GuestMemoryMmap, phys: u64, size: u64) -> Resul
     }
 }
 
+type Containers = BTreeMap<u32, Arc<vfio_ioctls::VfioContainer>>;
+
+/// The containers of a [`VfioDma`], by endpoint: hotplug puts a hot-added
+/// device's container in before the virtio-iommu gives the endpoint its
+/// host address space, and takes it out after that was emptied.
+#[derive(Clone, Default)]
+pub struct VfioContainers {
+    inner: Arc<Mutex<Containers>>,
+    /// `VFIO_UNMAP_ALL` support, probed on the first container.
+    unmap_all: Arc<Mutex<Option<bool>>>,
+}
+
+impl VfioContainers {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Containers> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn probe(&self, container: &vfio_ioctls::VfioContainer) {
+        let mut known = self.unmap_all.lock().unwrap_or_else(|p| p.into_inner());
+        if known.is_none() {
+            let has = has_unmap_all(container);
+            if !has {
+                log::info!(
+                    "vfio: no VFIO_UNMAP_ALL (Linux < 5.12): containers are emptied range by range"
+                );
+            }
+            *known = Some(has);
+        }
+    }
+
+    /// `endpoint` is now served by `container`.
+    pub fn insert(&self, endpoint: u32, container: Arc<vfio_ioctls::VfioContainer>) {
+        self.probe(&container);
+        self.lock().insert(endpoint, container);
+    }
+
+    /// `endpoint` has no container any more.
+    pub fn remove(&self, endpoint: u32) -> Option<Arc<vfio_ioctls::VfioContainer>> {
+        self.lock().remove(&endpoint)
+    }
+}
+
 /// The host IOMMU of the assigned endpoints behind the virtio-iommu: one
 /// VFIO container per endpoint (so a domain shared by k assigned endpoints
 /// costs k ioctls per MAP).
 pub struct VfioDma {
     memory: vm_memory::GuestMemoryMmap,
-    containers: BTreeMap<u32, Arc<vfio_ioctls::VfioContainer>>,
-    unmap_all: bool,
+    containers: VfioContainers,
 }
 
 impl VfioDma {
     /// A back-end for `containers` (endpoint ID -> its container), mapping
     /// from `memory`. Probes unmap-all support once, on the first container.
-    pub fn new(
-        memory: vm_memory::GuestMemoryMmap,
-        containers: BTreeMap<u32, Arc<vfio_ioctls::VfioContainer>>,
-    ) -> Self {
-        let unmap_all = containers.values().next().is_some_and(|c| has_unmap_all(c));
-        if !unmap_all && !containers.is_empty() {
-            log::info!(
-                "vfio: no VFIO_UNMAP_ALL (Linux < 5.12): containers are emptied range by range"
-            );
+    pub fn new(memory: vm_memory::GuestMemoryMmap, containers: Containers) -> Self {
+        let shared = VfioContainers::default();
+        for (endpoint, container) in containers {
+            shared.insert(endpoint, container);
         }
         Self {
             memory,
-            containers,
-            unmap_all,
+            containers: shared,
         }
     }
 
     /// The endpoints with a container.
     pub fn endpoints(&self) -> Vec<u32> {
-        self.containers.keys().copied().collect()
+        self.containers.lock().keys().copied().collect()
     }
 
-    fn container(&self, endpoint: u32) -> Result<&vfio_ioctls::VfioContainer, DmaError> {
+    /// The containers, for hotplug.
+    pub fn containers(&self) -> VfioContainers {
+        self.containers.clone()
+    }
+
+    fn container(&self, endpoint: u32) -> Result<Arc<vfio_ioctls::VfioContainer>, DmaError> {
         self.containers
+            .lock()
             .get(&endpoint)
-            .map(|c| &**c)
+            .cloned()
             .ok_or_else(|| DmaError::Failed(format!("endpoint {endpoint:#x} has no container")))
     }
 }
@@ -182,7 +224,7 @@ impl DmaBackend for VfioDma {
         }
         let host = host_addr(&self.memory, m.phys, m.size)?;
         let container = self.container(endpoint)?;
-        dma_map(container, m.iova, m.size, host, m.perm.read, m.perm.write).map_err(|e| {
+        dma_map(&container, m.iova, m.size, host, m.perm.read, m.perm.write).map_err(|e| {
             let what = format!("VFIO_IOMMU_MAP_DMA {:#x}+{:#x}: {e}", m.iova, m.size);
             match e.raw_os_error() {
                 Some(libc::ENOSPC) | Some(libc::ENOMEM) => DmaError::NoResources(what),
@@ -193,7 +235,7 @@ impl DmaBackend for VfioDma {
 
     fn unmap(&mut self, endpoint: u32, iova: u64, size: u64) -> Result<(), DmaError> {
         let container = self.container(endpoint)?;
-        let unmapped = dma_unmap(container, iova, size, false).map_err(|e| {
+        let unmapped = dma_unmap(&container, iova, size, false).map_err(|e| {
             DmaError::Failed(format!("VFIO_IOMMU_UNMAP_DMA {iova:#x}+{size:#x}: {e}"))
         })?;
         // The kernel unmaps only whole mappings inside the range (and
@@ -208,15 +250,20 @@ impl DmaBackend for VfioDma {
     }
 
     fn can_unmap_all(&self) -> bool {
-        self.unmap_all
+        *self
+            .containers
+            .unmap_all
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            == Some(true)
     }
 
     fn unmap_all(&mut self, endpoint: u32) -> Result<(), DmaError> {
-        if !self.unmap_all {
+        if !self.can_unmap_all() {
             return Err(DmaError::Unsupported("VFIO_UNMAP_ALL".into()));
         }
         let container = self.container(endpoint)?;
-        dma_unmap(container, 0, 0, true)
+        dma_unmap(&container, 0, 0, true)
             .map(|_| ())
             .map_err(|e| DmaError::Failed(format!("VFIO_IOMMU_UNMAP_DMA (all): {e}")))
     }

@@ -12,7 +12,7 @@ mod sysfs;
 use std::path::Path;
 use std::sync::Arc;
 
-pub use dma::VfioDma;
+pub use dma::{VfioContainers, VfioDma};
 pub use info::{iommu_info, IommuInfo};
 pub use slots::KvmSlots;
 pub use sysfs::{check_assignable, check_host_device, normalize_bdf};

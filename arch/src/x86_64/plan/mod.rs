@@ -21,8 +21,8 @@ pub use crate::plan::{
 use crate::plan::{Iv, Normalized, Platform};
 use crate::x86_64::layout::{
     HIMEM_START, IOAPIC_START, KVM_IDENTITY_MAP_START, KVM_TSS_START, LAPIC_START, LOW_RAM_END,
-    MMIO_HOLE_END, MMIO_HOLE_START, PCI_ECAM_SIZE, PCI_ECAM_START, PCI_MMIO32_SIZE,
-    PCI_MMIO32_START,
+    MMIO_HOLE_END, MMIO_HOLE_START, PCI_ECAM_SIZE, PCI_ECAM_START, PCI_HOTPLUG_SIZE,
+    PCI_HOTPLUG_START, PCI_MMIO32_SIZE, PCI_MMIO32_START,
 };
 
 /// The guest's fixed low memory: boot data, ACPI tables, the BIOS area and
@@ -88,6 +88,10 @@ impl Platform for X86 {
             (
                 "PCI ECAM (bus 0 config space)",
                 span(PCI_ECAM_START, PCI_ECAM_SIZE),
+            ),
+            (
+                "PCI hotplug registers",
+                span(PCI_HOTPLUG_START, PCI_HOTPLUG_SIZE),
             ),
             ("IOAPIC", span(IOAPIC_START, 0x1000)),
             ("LAPIC and guest MSI window", msi_window),

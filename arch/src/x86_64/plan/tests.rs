@@ -129,7 +129,8 @@ fn holes_explain_the_32_bit_hole() {
     assert!(find(0xa0000).contains("legacy BIOS area"));
     assert_eq!(find(0xc000_0000), "32-bit PCI MMIO window");
     assert!(find(0xe000_0000).contains("ECAM"));
-    assert_eq!(find(0xe010_0000), "32-bit MMIO hole (unused)");
+    assert_eq!(find(0xe010_0000), "PCI hotplug registers");
+    assert_eq!(find(0xe010_1000), "32-bit MMIO hole (unused)");
     assert_eq!(find(0xfec0_0000), "IOAPIC");
     let msi = find(0xfee0_0000);
     assert!(msi.contains("LAPIC and guest MSI window"), "{msi}");

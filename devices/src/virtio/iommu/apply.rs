@@ -210,6 +210,58 @@ pub fn set_bypass(sides: &mut Sides<'_>, bypass: bool) -> Result<(), DomainError
     Ok(())
 }
 
+/// An assigned device arrived at `endpoint` (hot-added): its host address
+/// space, empty, is brought to what the virtual state gives the endpoint
+/// now and follows the state from then on. On error it is left empty and
+/// forgotten.
+pub fn assign(sides: &mut Sides<'_>, endpoint: u32) -> Result<(), DomainError> {
+    let state = read(sides.state);
+    if !state.has_endpoint(endpoint) {
+        return Err(DomainError::UnknownEndpoint(endpoint));
+    }
+    let Some(host) = sides.host.as_deref_mut() else {
+        return Err(DmaError::Unsupported("no host DMA back-end".into()).into());
+    };
+    if let Some(why) = host.lost() {
+        return Err(DomainError::HostLost(why.to_string()));
+    }
+    if let Some(store) = state
+        .endpoint_domain(endpoint)
+        .and_then(|d| state.domain(d))
+        .and_then(|d| d.mappings())
+    {
+        if !store.iter().all(|m| host_can_map(&m)) {
+            return Err(DmaError::Unsupported(
+                "the endpoint's domain holds MMIO or whole-space mappings, which an assigned device cannot use".into(),
+            )
+            .into());
+        }
+    }
+    if !host.add_endpoint(endpoint) {
+        return Err(DmaError::Failed(format!("endpoint {endpoint:#x} is assigned already")).into());
+    }
+    let to = host.content(&state, endpoint);
+    if let Err(e) = host.transition(endpoint, Content::Empty, to) {
+        if !host.is_quarantined(endpoint) {
+            host.remove_endpoint(endpoint);
+        }
+        return Err(e.into());
+    }
+    Ok(())
+}
+
+/// The assigned device at `endpoint` left: its host address space is
+/// emptied and forgotten (the virtual state is not changed). If it cannot
+/// be emptied the host state is lost (the caller reports it).
+pub fn unassign(sides: &mut Sides<'_>, endpoint: u32) {
+    let state = read(sides.state);
+    let Some(host) = sides.host.as_deref_mut() else {
+        return;
+    };
+    let from = host.content(&state, endpoint);
+    host.retire(endpoint, from);
+}
+
 /// Device reset: every endpoint leaves its domain and every domain is
 /// destroyed; `bypass` becomes `bypass_after` (system reset) or keeps its
 /// value (device reset). Cannot fail: an assigned endpoint that cannot

@@ -13,7 +13,7 @@ use vmm_sys_util::eventfd::EventFd;
 
 use super::apply::{self, Sides};
 use super::dma::{DmaBackend, DmaError};
-use super::domains::{IommuState, Limits, ReservedRegion};
+use super::domains::{DomainError, IommuState, Limits, ReservedRegion};
 use super::event::{EventQueue, FaultDelivery, FaultQueue, DEFAULT_FAULT_BACKLOG};
 use super::host::HostSpaces;
 use super::mappings::DEFAULT_MAX_MAPPINGS;
@@ -95,6 +95,24 @@ pub enum Error {
         /// Why.
         #[source]
         source: DmaError,
+    },
+    /// A hot-added assigned endpoint could not get its host address space.
+    #[error("cannot give the hot-added endpoint {endpoint:#x} its host DMA mappings")]
+    Assign {
+        /// Endpoint ID.
+        endpoint: u32,
+        /// Why.
+        #[source]
+        source: DomainError,
+    },
+    /// A removed endpoint could not be detached from its domain.
+    #[error("cannot detach the removed endpoint {endpoint:#x}")]
+    Release {
+        /// Endpoint ID.
+        endpoint: u32,
+        /// Why.
+        #[source]
+        source: DomainError,
     },
 }
 
@@ -403,6 +421,46 @@ impl VirtioIommu {
             }
             Ok(())
         })
+    }
+
+    /// The device of `endpoint` left the machine (hot-removed): the endpoint
+    /// is detached from its domain, as if the guest had sent DETACH, so
+    /// that a device added later in its place starts unattached instead of
+    /// in the address space of the one that left. Returns the domain it
+    /// was attached to.
+    pub fn release_endpoint(&mut self, endpoint: u32) -> Result<Option<u32>, Error> {
+        if !self.read_state(|s| s.has_endpoint(endpoint)) {
+            return Err(Error::UnknownEndpoint(endpoint));
+        }
+        let Some(domain) = self.read_state(|s| s.endpoint_domain(endpoint)) else {
+            return Ok(None);
+        };
+        let result = apply::detach(&mut self.sides(), endpoint, domain);
+        self.report_lost();
+        match result {
+            Ok(()) => Ok(Some(domain)),
+            Err(e) => Err(Error::Release {
+                endpoint,
+                source: e,
+            }),
+        }
+    }
+
+    /// An assigned device was hot-added at `endpoint`, whose address space
+    /// the DMA back-end now knows (empty): from now on the host holds what
+    /// the virtual state gives the endpoint (the identity map while it is
+    /// unattached and `bypass` is on, nothing while it is off), never more.
+    pub fn assign_endpoint(&mut self, endpoint: u32) -> Result<(), Error> {
+        let result = apply::assign(&mut self.sides(), endpoint);
+        self.report_lost();
+        result.map_err(|source| Error::Assign { endpoint, source })
+    }
+
+    /// The assigned device at `endpoint` left: its host address space is
+    /// emptied and forgotten; the DMA back-end may drop it afterwards.
+    pub fn unassign_endpoint(&mut self, endpoint: u32) {
+        apply::unassign(&mut self.sides(), endpoint);
+        self.report_lost();
     }
 
     /// Whether `endpoint` is quarantined after a host DMA failure.

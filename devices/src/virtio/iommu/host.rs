@@ -147,6 +147,37 @@ impl HostSpaces {
         }
     }
 
+    /// `endpoint` gets a host address space, empty (an assigned device
+    /// hot-added there); false if it has one already.
+    pub fn add_endpoint(&mut self, endpoint: u32) -> bool {
+        if self.endpoints.contains_key(&endpoint) {
+            return false;
+        }
+        self.endpoints.insert(endpoint, Endpoint::default());
+        true
+    }
+
+    /// Forgets `endpoint`'s host address space (an assignment that failed
+    /// while it was still empty).
+    pub fn remove_endpoint(&mut self, endpoint: u32) {
+        self.endpoints.remove(&endpoint);
+    }
+
+    /// The device at `endpoint` left: its address space, which holds
+    /// `from`, is emptied (quarantined when that fails, lost when even
+    /// that fails) and forgotten.
+    pub fn retire(&mut self, endpoint: u32, from: Content<'_>) {
+        if self.lost.is_none() && self.has(endpoint) && !self.is_quarantined(endpoint) {
+            if let Err(e) = self.transition(endpoint, from, Content::Empty) {
+                if !self.is_quarantined(endpoint) {
+                    let held: Vec<HostMapping> = self.entries(from).collect();
+                    self.quarantine(endpoint, &held, &e);
+                }
+            }
+        }
+        self.endpoints.remove(&endpoint);
+    }
+
     /// Whether `endpoint` has a host address space.
     pub fn has(&self, endpoint: u32) -> bool {
         self.endpoints.contains_key(&endpoint)

@@ -424,6 +424,40 @@ fn attach_map_translate_unmap() {
 }
 
 #[test]
+fn a_released_endpoint_is_detached_and_its_domain_goes_with_its_last_endpoint() {
+    let mem = guest_memory();
+    let mut h = Harness::new(&mem, config(), all_features());
+    assert_eq!(h.request(&attach(1, 8, 0)), OK);
+    assert_eq!(h.request(&map(1, 0x1000, 0x1fff, TARGET, RW)), OK);
+    mem.write_obj(0x1111_1111u32, GuestAddress(TARGET))
+        .expect("write");
+    mem.write_obj(0x2222_2222u32, GuestAddress(0x1000))
+        .expect("write");
+    let dma = h.dma(8);
+    assert_eq!(
+        dma.read_obj::<u32>(GuestAddress(0x1000)).ok(),
+        Some(0x1111_1111)
+    );
+    assert_eq!(h.dev.release_endpoint(8).expect("release"), Some(1));
+    // Unattached again: boot bypass (still on) gives the identity, not
+    // domain 1's mapping.
+    assert_eq!(
+        dma.read_obj::<u32>(GuestAddress(0x1000)).ok(),
+        Some(0x2222_2222),
+        "no longer translated through domain 1"
+    );
+    assert_eq!(h.dev.release_endpoint(8).expect("again"), None);
+    assert!(matches!(
+        h.dev.release_endpoint(77),
+        Err(Error::UnknownEndpoint(77))
+    ));
+    // Domain 1 went with its last endpoint: a new ATTACH starts empty.
+    assert_eq!(h.request(&attach(1, 8, 0)), OK);
+    assert!(dma.read_obj::<u32>(GuestAddress(0x1000)).is_err());
+    assert_eq!(h.request(&unmap(1, 0x1000, 0x1fff)), OK, "nothing to unmap");
+}
+
+#[test]
 fn drains_every_request_with_one_notification() {
     let mem = guest_memory();
     let mut h = Harness::new(&mem, config(), all_features());

@@ -28,7 +28,7 @@ use kvm_ioctls::{Cap, Kvm, VcpuFd, VmFd};
 use linux_loader::loader::{pe::PE, KernelLoader};
 use vm_memory::{Bytes, GuestAddress};
 
-use super::{GuestImages, MsiRouting, PciPlatform, Platform};
+use super::{GuestImages, HotplugPlatform, MsiRouting, PciPlatform, Platform};
 use crate::config::VmConfig;
 use crate::device_manager::{self, Console, DeviceError, Devices};
 use crate::vcpu::{Vcpu, VcpuError};
@@ -161,6 +161,10 @@ impl Platform for Aarch64 {
         config_ports: None,
         io_window_mmio: Some(PCI_IO_START),
     };
+
+    const HOTPLUG: Result<HotplugPlatform, &'static str> = Err(
+        "PCI hotplug is not supported on arm64 yet: its guests are described by a device tree, which has no hotplug notification (PCIe native hotplug on root ports is the way, see docs/hotplug.md); give disks and devices in vm.create",
+    );
 
     fn create_vm(kvm: &Kvm, _config: &VmConfig) -> Result<VmFd, VmError> {
         // Type 0: KVM's default 40-bit IPA space, which the layout uses.

@@ -582,3 +582,49 @@ fn mmio_mappings_and_assigned_endpoints_exclude_each_other() {
     assert_eq!(t.request(&map(2, 0, 0xfff, 0, mmio)), OK);
     assert_eq!(t.request(&attach(2, B, 0)), Status::Unsupp as u8);
 }
+
+/// Hotplug: an endpoint assigned at run time gets what the virtual state
+/// gives it (the identity map while unattached under bypass, its domain's
+/// mappings once attached), follows the state, and is emptied and
+/// forgotten when its device leaves; it can be assigned again.
+#[test]
+fn an_endpoint_assigned_at_run_time_follows_the_state_until_it_leaves() {
+    let mem = guest_memory();
+    let (fake, handle) = FakeDma::new(&[A, B], true);
+    let host = HostDma {
+        backend: Box::new(fake),
+        endpoints: vec![A],
+    };
+    let h = Harness::with_backend(&mem, host_config(true), all_features(), Some(host));
+    let mut t = HostHarness { h, fake: handle };
+    t.check();
+    assert!(t.fake.mappings(B).is_empty(), "not assigned at boot");
+    assert_eq!(t.request(&attach(1, EMULATED, 0)), OK);
+    assert_eq!(t.request(&page_map(1, 2)), OK);
+    t.h.dev.assign_endpoint(B).expect("assign");
+    t.check();
+    assert_eq!(t.ranges(B), identity(&mem), "unattached under bypass");
+    assert!(matches!(
+        t.h.dev.assign_endpoint(B),
+        Err(Error::Assign { endpoint: B, .. })
+    ));
+    assert!(matches!(
+        t.h.dev.assign_endpoint(99),
+        Err(Error::Assign { endpoint: 99, .. })
+    ));
+    assert_eq!(t.request(&attach(1, B, 0)), OK);
+    assert_eq!(t.ranges(B), vec![(2 * PAGE, PAGE)], "its domain's mapping");
+    assert_eq!(t.request(&page_map(1, 3)), OK);
+    assert_eq!(t.ranges(B).len(), 2);
+    t.h.dev.unassign_endpoint(B);
+    t.check();
+    assert!(t.fake.mappings(B).is_empty(), "emptied when it left");
+    assert_eq!(t.request(&page_map(1, 4)), OK);
+    assert!(t.fake.mappings(B).is_empty(), "and no longer followed");
+    assert_eq!(t.h.dev.release_endpoint(B).expect("release"), Some(1));
+    t.h.dev.assign_endpoint(B).expect("again");
+    t.check();
+    assert_eq!(t.ranges(B), identity(&mem));
+    t.h.dev.unassign_endpoint(B);
+    assert!(t.fake.mappings(B).is_empty());
+}

@@ -1,0 +1,73 @@
+# L1 scenario hotplug-nic: curl hot-adds L1's e1000e (run.sh --passthrough
+# e1000e, bound to vfio-pci) behind the virtio-iommu through minivmm's API,
+# twice: vm.add-device, the guest (hotplug-nic-guest) gets a DHCP lease
+# through it, vm.remove-device, the guest ejects it and minivmm releases
+# it (vm.info no longer lists it), so that the same host device can be
+# added again (minivmm's open files are counted before the first add and
+# after each removal: MINIVMM-HOTPLUG-FDS round=N before=B after=A); then once outside the virtio-iommu. The hot-add latency (the API call to the lease in L2, seen
+# from L1) is printed as MINIVMM-HOTPLUG-LATENCY round=N ms=M. Every
+# request is a MINIVMM-API line (tests/tests/hotplug.rs).
+. /scenarios/api.inc
+. /scenarios/vfio.inc
+
+now_ms() {
+    read -r up _ </proc/uptime
+    echo "$up" | awk '{ printf "%d", $1 * 1000 }'
+}
+
+wait_fast() {
+    waited=0
+    while [ "$(grep -c "$1" "$L2_LOG")" -lt "$2" ]; do
+        [ "$waited" -lt "$(($3 * 50))" ] || { echo "minivmm-l1: no '$1' x$2 in the L2 console after $3 s"; return 1; }
+        sleep 0.02
+        waited=$((waited + 1))
+    done
+}
+
+wait_released() {
+    tries=0
+    while [ "$tries" -lt 100 ]; do
+        curl -sS --max-time 10 --unix-socket "$API_SOCK" http://localhost/api/v1/vm.info | grep -q "\"$1\"" || return 0
+        sleep 0.1
+        tries=$((tries + 1))
+    done
+    echo "minivmm-l1: $1 still in vm.info 10 s after the guest ejected it"
+    return 1
+}
+
+bail() { api PUT vmm.shutdown; api_stop; exit 1; }
+
+nic="$(vfio_bdf e1000e)" || { echo "hotplug-nic: no e1000e passthrough device"; exit 1; }
+api_start
+api PUT vm.create '{"cpus": {"boot_vcpus": 1, "max_vcpus": 1}, "memory": {"size": 268435456},
+  "payload": {"kernel": "/l2/vmlinuz", "initramfs": "/l2/initrd.img",
+    "cmdline": "console=ttyS0 quiet panic=-1 minivmm.test=hotplug-nic-guest"},
+  "iommu": true}'
+api PUT vm.boot
+api_wait_l2 "MINIVMM-HOTPLUG-GUEST waiting" 1 120 || bail
+fds() { ls "/proc/$api_pid/fd" | wc -l; }
+fds0="$(fds)"
+for round in 1 2; do
+    t0="$(now_ms)"
+    api PUT vm.add-device "{\"path\": \"/sys/bus/pci/devices/$nic\", \"iommu\": true, \"id\": \"nic0\"}"
+    wait_fast "MINIVMM-HOTPLUG-NIC [uf]" "$round" 90 || bail
+    t1="$(now_ms)"
+    echo "MINIVMM-HOTPLUG-LATENCY round=$round ms=$((t1 - t0))"
+    api GET vm.info
+    api PUT vm.add-device "{\"path\": \"/sys/bus/pci/devices/$nic\", \"iommu\": true, \"id\": \"nic1\"}"
+    api PUT vm.remove-device '{"id": "nic0"}'
+    api_wait_l2 "MINIVMM-HOTPLUG-NIC gone" "$round" 60 || bail
+    wait_released nic0 || bail
+    echo "MINIVMM-HOTPLUG-FDS round=$round before=$fds0 after=$(fds)"
+    api GET vm.info
+done
+# Outside the virtio-iommu: the other pool, all guest RAM mapped.
+api PUT vm.add-device "{\"path\": \"/sys/bus/pci/devices/$nic\", \"id\": \"nic2\"}"
+wait_fast "MINIVMM-HOTPLUG-NIC [uf]" 3 90 || bail
+api PUT vm.remove-device '{"id": "nic2"}'
+api_wait_l2 "MINIVMM-HOTPLUG-NIC gone" 3 60 || bail
+wait_released nic2 || bail
+echo "MINIVMM-HOTPLUG-FDS round=3 before=$fds0 after=$(fds)"
+api PUT vm.shutdown
+api PUT vmm.shutdown
+api_stop
