@@ -1,7 +1,7 @@
 //! Booting the nested host with `resources/nested-host/run.sh` and
 //! collecting its console.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -461,6 +461,14 @@ pub struct Run {
     pub log: PathBuf,
 }
 
+/// The `key=value` words of a marker line's rest.
+fn key_values(rest: &str) -> BTreeMap<String, String> {
+    rest.split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 impl Run {
     /// How L1 left the passthrough device at `bdf`, if it reported it.
     pub fn vfio_device(&self, bdf: &str) -> Option<&VfioDevice> {
@@ -470,11 +478,7 @@ impl Run {
     /// The `key=value` fields of scenario `name`'s first console line that
     /// contains `marker` (after the marker), e.g.
     /// `fields("pt-disk-strict", "MINIVMM-PTDISK ")`.
-    pub fn fields(
-        &self,
-        name: &str,
-        marker: &str,
-    ) -> Result<std::collections::BTreeMap<String, String>, Error> {
+    pub fn fields(&self, name: &str, marker: &str) -> Result<BTreeMap<String, String>, Error> {
         let outcome = self
             .scenario(name)
             .ok_or_else(|| self.failed(name, "it did not run", &[]))?;
@@ -483,11 +487,18 @@ impl Run {
             .iter()
             .find_map(|line| line.split_once(marker).map(|(_, rest)| rest))
             .ok_or_else(|| self.failed(name, &format!("no {marker}line"), &outcome.console))?;
-        Ok(rest
-            .split_whitespace()
-            .filter_map(|kv| kv.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect())
+        Ok(key_values(rest))
+    }
+
+    /// The `key=value` fields of every console line of scenario `name` that
+    /// contains `marker`, in order (none if the scenario did not run).
+    pub fn markers(&self, name: &str, marker: &str) -> Vec<BTreeMap<String, String>> {
+        self.scenario(name)
+            .map(|o| o.console.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|line| line.split_once(marker).map(|(_, rest)| key_values(rest)))
+            .collect()
     }
 
     /// The outcome of scenario `name`, if it ran.

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{calls, marker, nth};
+use common::{calls, nth};
 use minivmm_tests::NestedHost;
 
 #[test]
@@ -22,7 +22,7 @@ fn curl_drives_the_vm_lifecycle() {
         .unwrap_or_else(|e| panic!("{e}"));
     let calls = calls(&run, "api-lifecycle");
 
-    let socket = &marker(&run, "api-lifecycle", "MINIVMM-API-SOCKET ")[0];
+    let socket = &run.markers("api-lifecycle", "MINIVMM-API-SOCKET ")[0];
     assert_eq!(
         socket.get("mode").map(String::as_str),
         Some("600"),
@@ -69,7 +69,7 @@ fn curl_drives_the_vm_lifecycle() {
                 .any(|r| r["kind"] == "msi" && r["start"] == "0x00000000fee00000")),
         "{plan}"
     );
-    let guest = &marker(&run, "api-lifecycle", "MINIVMM-API-GUEST ready ");
+    let guest = &run.markers("api-lifecycle", "MINIVMM-API-GUEST ready ");
     assert_eq!(guest.len(), 2, "one ready line per boot: {guest:?}");
     assert!(
         guest[0].get("groups").is_some_and(|g| g != "none"),

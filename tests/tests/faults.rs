@@ -14,22 +14,7 @@
 
 use std::collections::BTreeMap;
 
-use minivmm_tests::{NestedHost, Run};
-
-fn lines(run: &Run, name: &str, marker: &str) -> Vec<BTreeMap<String, String>> {
-    run.scenario(name)
-        .unwrap_or_else(|| panic!("{name} did not run"))
-        .console
-        .iter()
-        .filter_map(|line| line.split_once(marker).map(|(_, rest)| rest.to_string()))
-        .map(|rest| {
-            rest.split_whitespace()
-                .filter_map(|kv| kv.split_once('='))
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect()
-        })
-        .collect()
-}
+use minivmm_tests::NestedHost;
 
 #[test]
 #[ignore = "boots the nested host; run by tests/run.sh"]
@@ -42,7 +27,7 @@ fn failing_and_killed_disks() {
     let ioerr = run
         .expect_l2_pass("faults-ioerr")
         .unwrap_or_else(|e| panic!("{e}"));
-    let host = lines(&run, "faults-ioerr", "MINIVMM-FAULTS-HOST ");
+    let host = run.markers("faults-ioerr", "MINIVMM-FAULTS-HOST ");
     assert_eq!(
         host.first().and_then(|h| h.get("rc")).map(String::as_str),
         Some("0"),
@@ -58,7 +43,7 @@ fn failing_and_killed_disks() {
     let flush = run
         .expect_rc0("faults-flush")
         .unwrap_or_else(|e| panic!("{e}"));
-    let host = lines(&run, "faults-flush", "MINIVMM-FAULTS-HOST ");
+    let host = run.markers("faults-flush", "MINIVMM-FAULTS-HOST ");
     assert_eq!(
         host.first()
             .and_then(|h| h.get("killed"))
@@ -66,11 +51,12 @@ fn failing_and_killed_disks() {
         Some("yes"),
         "{host:?}"
     );
-    let backing: BTreeMap<String, String> = lines(&run, "faults-flush", "MINIVMM-BACKING ")
+    let backing: BTreeMap<String, String> = run
+        .markers("faults-flush", "MINIVMM-BACKING ")
         .into_iter()
         .filter_map(|f| Some((f.get("offset")?.clone(), f.get("sha256")?.clone())))
         .collect();
-    let flushed = lines(&run, "faults-flush", "MINIVMM-FLUSHED ");
+    let flushed = run.markers("faults-flush", "MINIVMM-FLUSHED ");
     assert_eq!(flushed.len(), 3, "{flushed:?}");
     for f in &flushed {
         let offset = &f["offset"];
@@ -82,7 +68,7 @@ fn failing_and_killed_disks() {
     }
     // The control: the unflushed write is not in the backing file, so the
     // check above sees what fdatasync, and only fdatasync, put there.
-    let unflushed = lines(&run, "faults-flush", "MINIVMM-UNFLUSHED ");
+    let unflushed = run.markers("faults-flush", "MINIVMM-UNFLUSHED ");
     let u = unflushed.first().expect("the unflushed write was reported");
     assert_ne!(
         backing.get(&u["offset"]),

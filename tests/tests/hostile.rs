@@ -30,22 +30,6 @@ const RSS_GROWTH_KB: u64 = 16 * 1024;
 /// room for the few dozen call sites a guest can reach.
 const LOG_LINES: u64 = 300;
 
-/// `key=value` fields of every console line of `name` with `marker`.
-fn lines(run: &Run, name: &str, marker: &str) -> Vec<BTreeMap<String, String>> {
-    run.scenario(name)
-        .unwrap_or_else(|| panic!("{name} did not run"))
-        .console
-        .iter()
-        .filter_map(|line| line.split_once(marker).map(|(_, rest)| rest.to_string()))
-        .map(|rest| {
-            rest.split_whitespace()
-                .filter_map(|kv| kv.split_once('='))
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect()
-        })
-        .collect()
-}
-
 fn number(fields: &BTreeMap<String, String>, key: &str) -> u64 {
     let v = fields
         .get(key)
@@ -73,7 +57,7 @@ fn dmar_faults(run: &Run, name: &str) -> BTreeSet<u64> {
 
 fn check_run(run: &Run, name: &str, skip: &[&str]) {
     run.expect_l2_pass(name).unwrap_or_else(|e| panic!("{e}"));
-    let host = lines(run, name, "MINIVMM-HOSTILE-HOST ");
+    let host = run.markers(name, "MINIVMM-HOSTILE-HOST ");
     let host = host
         .first()
         .unwrap_or_else(|| panic!("{name}: no host line"));
@@ -88,7 +72,7 @@ fn check_run(run: &Run, name: &str, skip: &[&str]) {
     let log_lines = number(host, "log_lines");
     assert!(log_lines <= LOG_LINES, "{name}: {log_lines} stderr lines");
 
-    let checks = lines(run, name, "MINIVMM-HOSTILE-CHECK ");
+    let checks = run.markers(name, "MINIVMM-HOSTILE-CHECK ");
     for phase in ["before", "after"] {
         assert!(
             checks
@@ -98,7 +82,7 @@ fn check_run(run: &Run, name: &str, skip: &[&str]) {
             "{name}: {phase} checks: {checks:?}"
         );
     }
-    let cases = lines(run, name, "MINIVMM-HOSTILE-CASE ");
+    let cases = run.markers(name, "MINIVMM-HOSTILE-CASE ");
     for case in [
         "unknown-type-60x128M",
         "avail-far-ahead",
@@ -120,7 +104,8 @@ fn check_run(run: &Run, name: &str, skip: &[&str]) {
         }
     }
 
-    let expected: BTreeSet<u64> = lines(run, name, "MINIVMM-HOSTILE-EXPECT-FAULT ")
+    let expected: BTreeSet<u64> = run
+        .markers(name, "MINIVMM-HOSTILE-EXPECT-FAULT ")
         .iter()
         .map(|f| number(f, "iova"))
         .collect();
@@ -141,7 +126,7 @@ fn check_run(run: &Run, name: &str, skip: &[&str]) {
         vfio_noise.is_empty(),
         "{name}: L1 VFIO messages: {vfio_noise:?}"
     );
-    let summary = lines(run, name, "MINIVMM-HOSTILE-SUMMARY ");
+    let summary = run.markers(name, "MINIVMM-HOSTILE-SUMMARY ");
     println!(
         "{name}: {:?}; minivmm RSS {before} -> {after} KiB (max {}), {log_lines} stderr lines; L1 faults at {faults:x?}",
         summary.first(),

@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{calls, marker, nth};
+use common::{calls, nth};
 use minivmm_tests::NestedHost;
 
 const SCENARIO: &str = "hotplug-disk";
@@ -27,7 +27,7 @@ fn curl_hot_adds_and_removes_a_disk_behind_the_virtio_iommu() {
     assert_eq!(nth(&calls, "PUT", "vm.create", 0).status, 204);
     assert_eq!(nth(&calls, "PUT", "vm.boot", 0).status, 204);
 
-    let waiting = &marker(&run, SCENARIO, "MINIVMM-HOTPLUG-GUEST waiting ")[0];
+    let waiting = &run.markers(SCENARIO, "MINIVMM-HOTPLUG-GUEST waiting ")[0];
     let slots = waiting.get("slots").cloned().unwrap_or_default();
     assert!(
         slots.split(',').filter(|s| !s.is_empty()).count() >= 4,
@@ -37,13 +37,13 @@ fn curl_hot_adds_and_removes_a_disk_behind_the_virtio_iommu() {
     let iommu_bdf = info["device_tree"]["_virtio-iommu"]["pci_bdf"].clone();
     assert_eq!(iommu_bdf, "0000:00:01.0", "{info}");
 
-    let checked = marker(&run, SCENARIO, "MINIVMM-HOTPLUG-GUEST checked ");
-    let gone = marker(&run, SCENARIO, "MINIVMM-HOTPLUG-GUEST gone ");
-    let latency = marker(&run, SCENARIO, "MINIVMM-HOTPLUG-LATENCY ");
+    let checked = run.markers(SCENARIO, "MINIVMM-HOTPLUG-GUEST checked ");
+    let gone = run.markers(SCENARIO, "MINIVMM-HOTPLUG-GUEST gone ");
+    let latency = run.markers(SCENARIO, "MINIVMM-HOTPLUG-LATENCY ");
     assert_eq!(latency.len(), 2, "{latency:?}");
     // A removed disk leaves nothing open behind: its image, its queue and
     // MSI-X eventfds.
-    let fds = marker(&run, SCENARIO, "MINIVMM-HOTPLUG-FDS ");
+    let fds = run.markers(SCENARIO, "MINIVMM-HOTPLUG-FDS ");
     assert_eq!(fds.len(), 2, "{fds:?}");
     for f in &fds {
         assert_eq!(f.get("after"), f.get("before"), "open files: {fds:?}");
@@ -171,14 +171,14 @@ fn curl_hot_adds_and_removes_an_assigned_nic_behind_the_virtio_iommu() {
         .unwrap_or_else(|e| panic!("{e}"));
     let calls = calls(&run, NIC_SCENARIO);
     assert_eq!(nth(&calls, "PUT", "vm.create", 0).status, 204);
-    let up = marker(&run, NIC_SCENARIO, "MINIVMM-HOTPLUG-NIC up ");
-    let gone = marker(&run, NIC_SCENARIO, "MINIVMM-HOTPLUG-NIC gone ");
-    let latency = marker(&run, NIC_SCENARIO, "MINIVMM-HOTPLUG-LATENCY ");
+    let up = run.markers(NIC_SCENARIO, "MINIVMM-HOTPLUG-NIC up ");
+    let gone = run.markers(NIC_SCENARIO, "MINIVMM-HOTPLUG-NIC gone ");
+    let latency = run.markers(NIC_SCENARIO, "MINIVMM-HOTPLUG-LATENCY ");
     assert_eq!(up.len(), 3, "a lease each time: {up:?}");
     // A removed device leaves nothing open behind (VFIO device, group and
     // container, MSI-X eventfds); only KVM's VFIO device, made at the first
     // hot-add, stays for the VM's life.
-    let fds = marker(&run, NIC_SCENARIO, "MINIVMM-HOTPLUG-FDS ");
+    let fds = run.markers(NIC_SCENARIO, "MINIVMM-HOTPLUG-FDS ");
     assert_eq!(fds.len(), 3, "{fds:?}");
     let count = |f: &std::collections::BTreeMap<String, String>, k: &str| {
         f.get(k)

@@ -316,18 +316,6 @@ mod tests {
 mod masking_tests {
     use super::*;
 
-    /// Whether the eventfd holds a signal KVM has not taken.
-    fn readable(fd: &EventFd) -> bool {
-        let mut pfd = libc::pollfd {
-            fd: fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: polls one valid descriptor without blocking.
-        let n = unsafe { libc::poll(&mut pfd, 1, 0) };
-        n == 1 && pfd.revents & libc::POLLIN != 0
-    }
-
     fn group() -> (Arc<MsixGroup>, Vec<EventFd>) {
         let kvm = kvm_ioctls::Kvm::new().expect("/dev/kvm");
         let vm = kvm.create_vm().expect("vm");
@@ -348,18 +336,18 @@ mod masking_tests {
         let (group, fds) = group();
         group.route(0, Some(MSG));
         fds[0].write(1).expect("signal");
-        assert!(!readable(&fds[0]), "unmasked: KVM takes it at once");
+        assert!(!signalled(&fds[0]), "unmasked: KVM takes it at once");
         // Masked (the device model unroutes the vector): a signal the
         // device sends now must not be consumed and lost.
         group.route(0, None);
         fds[0].write(1).expect("signal");
         fds[0].write(1).expect("signal");
-        assert!(readable(&fds[0]), "held while masked");
+        assert!(signalled(&fds[0]), "held while masked");
         assert!(group.pending(0), "the PBA shows it");
         assert!(!group.pending(1));
         // Unmasked: KVM takes the held signal (one interrupt).
         group.route(0, Some(MSG));
-        assert!(!readable(&fds[0]), "delivered on unmask");
+        assert!(!signalled(&fds[0]), "delivered on unmask");
         assert!(!group.pending(0));
     }
 
@@ -386,7 +374,7 @@ mod masking_tests {
             .all(|g| !gsis.contains(g)));
         // The irqfd is gone: a signal stays in the eventfd.
         fds[0].write(1).expect("signal");
-        assert!(readable(&fds[0]));
+        assert!(signalled(&fds[0]));
         let again = manager.msix_group(2, 0x18).expect("group");
         let reused: Vec<u32> = again.vectors.iter().map(|v| v.gsi).collect();
         assert_eq!(reused, gsis, "the same GSIs, not new ones");
@@ -398,9 +386,9 @@ mod masking_tests {
     fn an_unprogrammed_vector_holds_its_signal_too() {
         let (group, fds) = group();
         fds[1].write(1).expect("signal");
-        assert!(readable(&fds[1]));
+        assert!(signalled(&fds[1]));
         group.route(1, Some(MSG));
-        assert!(!readable(&fds[1]));
+        assert!(!signalled(&fds[1]));
     }
 
     /// Whether `vector` is in the IRR of vCPU `vcpu`'s local APIC.

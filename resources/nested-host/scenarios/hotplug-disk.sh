@@ -12,36 +12,7 @@
 # (MINIVMM-HOTPLUG-FDS round=N before=B after=A): a removed disk leaves
 # nothing open behind (image, eventfds). Every request is a MINIVMM-API line (tests/tests/hotplug.rs).
 . /scenarios/api.inc
-
-now_ms() {
-    read -r up _ </proc/uptime
-    echo "$up" | awk '{ printf "%d", $1 * 1000 }'
-}
-
-# Waits (polling every 20 ms, no settling delay) until TEXT appears N
-# times in the L2 log.
-wait_fast() {
-    waited=0
-    while [ "$(grep -c "$1" "$L2_LOG")" -lt "$2" ]; do
-        [ "$waited" -lt "$(($3 * 50))" ] || { echo "minivmm-l1: no '$1' x$2 in the L2 console after $3 s"; return 1; }
-        sleep 0.02
-        waited=$((waited + 1))
-    done
-}
-
-# Waits until vm.info no longer lists device id $1 (minivmm released it).
-wait_released() {
-    tries=0
-    while [ "$tries" -lt 100 ]; do
-        curl -sS --max-time 10 --unix-socket "$API_SOCK" http://localhost/api/v1/vm.info | grep -q "\"$1\"" || return 0
-        sleep 0.1
-        tries=$((tries + 1))
-    done
-    echo "minivmm-l1: $1 still in vm.info 10 s after the guest ejected it"
-    return 1
-}
-
-bail() { api PUT vmm.shutdown; api_stop; exit 1; }
+. /scenarios/hotplug.inc
 
 for i in 0 1 2 3 4 5; do
     dd if=/dev/zero of="/tmp/hp$i.img" bs=1M count=8 2>/dev/null

@@ -9,33 +9,7 @@
 # request is a MINIVMM-API line (tests/tests/hotplug.rs).
 . /scenarios/api.inc
 . /scenarios/vfio.inc
-
-now_ms() {
-    read -r up _ </proc/uptime
-    echo "$up" | awk '{ printf "%d", $1 * 1000 }'
-}
-
-wait_fast() {
-    waited=0
-    while [ "$(grep -c "$1" "$L2_LOG")" -lt "$2" ]; do
-        [ "$waited" -lt "$(($3 * 50))" ] || { echo "minivmm-l1: no '$1' x$2 in the L2 console after $3 s"; return 1; }
-        sleep 0.02
-        waited=$((waited + 1))
-    done
-}
-
-wait_released() {
-    tries=0
-    while [ "$tries" -lt 100 ]; do
-        curl -sS --max-time 10 --unix-socket "$API_SOCK" http://localhost/api/v1/vm.info | grep -q "\"$1\"" || return 0
-        sleep 0.1
-        tries=$((tries + 1))
-    done
-    echo "minivmm-l1: $1 still in vm.info 10 s after the guest ejected it"
-    return 1
-}
-
-bail() { api PUT vmm.shutdown; api_stop; exit 1; }
+. /scenarios/hotplug.inc
 
 nic="$(vfio_bdf e1000e)" || { echo "hotplug-nic: no e1000e passthrough device"; exit 1; }
 api_start

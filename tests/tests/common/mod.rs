@@ -4,8 +4,6 @@
 
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
-
 use minivmm_tests::Run;
 use serde_json::Value;
 
@@ -59,21 +57,4 @@ pub fn nth<'a>(calls: &'a [Call], method: &str, path: &str, n: usize) -> &'a Cal
         .filter(|c| c.method == method && c.path == path)
         .nth(n)
         .unwrap_or_else(|| panic!("no call #{n} of {method} {path} in {calls:#?}"))
-}
-
-pub fn marker(run: &Run, scenario: &str, prefix: &str) -> Vec<BTreeMap<String, String>> {
-    let outcome = run
-        .scenario(scenario)
-        .unwrap_or_else(|| panic!("{scenario} did not run"));
-    outcome
-        .console
-        .iter()
-        .filter_map(|line| line.split_once(prefix).map(|(_, rest)| rest.to_string()))
-        .map(|rest| {
-            rest.split_whitespace()
-                .filter_map(|kv| kv.split_once('='))
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect()
-        })
-        .collect()
 }
