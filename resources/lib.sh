@@ -15,11 +15,14 @@ MINIVMM_L0_QEMU_VERSION="${MINIVMM_L0_QEMU_VERSION:-1:10.0.2+ds-2+deb13u1~bpo12+
 # every CTR_EL0 read: half the L2 boot time; see TESTBED).
 MINIVMM_L0_DEFAULT=qemu10
 MINIVMM_L0_DEFAULT_AARCH64=qemu10
-# Nested hosts with an emulated AMD IOMMU stay on QEMU 7.2: QEMU 10.0.2's
-# amd-iommu with intremap=on loses the IO-APIC's interrupts under TCG, and
-# L1 panics on every boot ("timer doesn't work through Interrupt-remapped
-# IO-APIC"). QEMU 7.2's int3 flake there is retried by the test fixture.
-MINIVMM_L0_DEFAULT_AMD_IOMMU=qemu7.2
+# Nested hosts with an emulated IOMMU stay on QEMU 7.2 (docs/testing.md):
+# QEMU 10.0.2's amd-iommu with intremap=on loses the IO-APIC's interrupts
+# under TCG, and L1 panics on every boot ("timer doesn't work through
+# Interrupt-remapped IO-APIC"); with intel-iommu and a device assigned to
+# L2, an idle L1 vCPU stops taking timer interrupts in some runs (RCU
+# stalls, then a hang). QEMU 7.2's int3 flake there is retried by the test
+# fixture.
+MINIVMM_L0_DEFAULT_IOMMU=qemu7.2
 
 # use_arch ARCH: the architecture of the guests and nested host the scripts
 # build (x86_64, the default, or aarch64). Exports MINIVMM_ARCH (so the
@@ -231,12 +234,15 @@ install_busybox() {
 #   qemu10           QEMU from l0-qemu.sh (bookworm-backports), one thread per vCPU
 #   qemu10-single    the same, all vCPUs on one host thread
 # NAME "default" means $MINIVMM_L0 if set, else $MINIVMM_L0_DEFAULT (for
-# aarch64 $MINIVMM_L0_DEFAULT_AARCH64, for a nested host with IOMMU "amd"
-# $MINIVMM_L0_DEFAULT_AMD_IOMMU).
+# aarch64 $MINIVMM_L0_DEFAULT_AARCH64, for an x86 nested host with an
+# emulated IOMMU, IOMMU intel, intel-nointremap or amd,
+# $MINIVMM_L0_DEFAULT_IOMMU).
 l0_qemu() {
     local name="$1" arch="$2" iommu="${3:-none}" threads=multi dir bin default="$MINIVMM_L0_DEFAULT"
     [ "$arch" != aarch64 ] || default="$MINIVMM_L0_DEFAULT_AARCH64"
-    [ "$iommu" != amd ] || default="$MINIVMM_L0_DEFAULT_AMD_IOMMU"
+    case "$arch:$iommu" in
+        x86_64:intel | x86_64:intel-nointremap | x86_64:amd) default="$MINIVMM_L0_DEFAULT_IOMMU" ;;
+    esac
     [ "$name" != default ] || name="${MINIVMM_L0:-$default}"
     L0_NAME="$name"
     case "$name" in

@@ -14,7 +14,8 @@
 #
 # --l0 picks the QEMU that runs L1 (see l0_qemu in lib.sh: qemu7.2,
 # qemu7.2-single, qemu10, qemu10-single; default: $MINIVMM_L0 or the
-# project's default, which for --iommu amd is QEMU 7.2, see lib.sh).
+# project's default, which for an emulated x86 IOMMU is QEMU 7.2, see
+# lib.sh).
 # L1's kernel prints without timestamps (printk.time=0),
 # so that in the console a kernel line with a `[ seconds]` prefix is L2's.
 #

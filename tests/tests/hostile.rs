@@ -143,13 +143,6 @@ fn a_hostile_guest_driving_the_virtio_iommu_directly_cannot_hurt_minivmm() {
         .host_iommu(HostIommu::Intel)
         .passthrough(Passthrough::Edu)
         .scenarios(["hostile", "hostile-nopoll"]);
-    // On QEMU 10.0.2 as L0 one of L1's idle vCPUs stops taking timer
-    // interrupts during the random phase in 2 runs of 4 (RCU stall reports
-    // "timer wakeup didn't happen" for an idle CPU, then L1 hangs); QEMU
-    // 7.2 ran it cleanly (docs/testing.md, "The L0, measured").
-    if std::env::var_os("MINIVMM_L0").is_none() {
-        host = host.l0("qemu7.2");
-    }
     if !skip.is_empty() {
         host = host.append(&format!(
             "minivmm.hostile_guest=minivmm.hostile_skip={}",
