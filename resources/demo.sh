@@ -24,4 +24,8 @@ bin="${MINIVMM_BIN:-$root/target/release/minivmm}"
 images="$root/target/nested/demo-images"
 bash "$here/nested-host/build.sh" --minivmm "$bin" --out "$images"
 [ -t 0 ] || log "warning: stdin is not a terminal; the guest shell will not be interactive"
-exec bash "$here/nested-host/run.sh" --images "$images" --mode demo --iommu intel --passthrough e1000e
+# QEMU 10 even with the emulated IOMMU (docs/testing.md): the demo's steps
+# never hit its timer defect (demo.rs passed in every suite run under it),
+# and QEMU 7.2's int3 oops would not be retried in front of a person.
+exec bash "$here/nested-host/run.sh" --images "$images" --mode demo --iommu intel --passthrough e1000e \
+    --l0 "${MINIVMM_L0:-qemu10}"
