@@ -157,7 +157,11 @@ const NIC_SCENARIO: &str = "hotplug-nic";
 /// hot-added behind the virtio-iommu, gets a DHCP lease in L2 through
 /// MSI-X, is removed (the guest ejects it, minivmm releases the host
 /// device) and added again; then added outside the virtio-iommu (all guest
-/// RAM mapped) and removed.
+/// RAM mapped) and removed. First, the boot plan shows what it reserved
+/// for hot-adds (every L1 IOMMU group's regions, the VT-d unit's 39-bit
+/// width as the virtio-iommu's input range), and L1's ISA bridge, whose
+/// group reserves 0-16 MiB where guest RAM is, is refused in both pools
+/// with the message naming the device, the region and the fix.
 #[test]
 #[ignore = "boots the nested host; run by tests/run.sh"]
 fn curl_hot_adds_and_removes_an_assigned_nic_behind_the_virtio_iommu() {
@@ -171,6 +175,53 @@ fn curl_hot_adds_and_removes_an_assigned_nic_behind_the_virtio_iommu() {
         .unwrap_or_else(|e| panic!("{e}"));
     let calls = calls(&run, NIC_SCENARIO);
     assert_eq!(nth(&calls, "PUT", "vm.create", 0).status, 204);
+
+    let plan = nth(&calls, "GET", "vm.plan", 0).json();
+    assert_eq!(
+        plan["virtio_iommu"]["input_range"]["end"], "0x0000007fffffffff",
+        "the input range is the VT-d unit's 39 bits: {plan}"
+    );
+    let reserved: Vec<&str> = plan["host"]["regions"]
+        .as_array()
+        .map(|r| r.iter().filter_map(|r| r["source"].as_str()).collect())
+        .unwrap_or_default();
+    assert!(
+        reserved.iter().any(|s| s.starts_with("iommu groups 0") && s.ends_with("(hot-add)")),
+        "the MSI window of every L1 group is reserved: {plan}"
+    );
+    let lpc_regions = run
+        .scenario(NIC_SCENARIO)
+        .and_then(|o| {
+            o.console
+                .iter()
+                .find(|l| l.contains("MINIVMM-HOTPLUG-LPC-REGIONS "))
+        })
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        lpc_regions.contains("0x0000000000000000 0x0000000000ffffff direct-relaxable"),
+        "{lpc_regions}"
+    );
+    for (n, pool) in [(0, "outside"), (1, "behind")] {
+        let refused = nth(&calls, "PUT", "vm.add-device", n);
+        assert_eq!(refused.status, 409, "{refused:?}");
+        assert_eq!(
+            refused.json(),
+            serde_json::json!([format!(
+                "cannot hot-add 0000:00:1f.0 {pool} the virtio-iommu: its host reserved region \
+                 0x0-0xffffff (direct-relaxable) of 0000:00:1f.0 collides with guest RAM \
+                 0x0-0xfffffff of the running VM, and the running VM's address map cannot \
+                 change: assign the device when the VM is created (`minivmm plan --vfio \
+                 0000:00:1f.0` shows whether a map exists) or create the VM with --host-regions \
+                 FILE listing its regions (cat /sys/bus/pci/devices/0000:00:1f.0/iommu_group/\
+                 reserved_regions > FILE), or hot-add another device"
+            )]),
+            "{refused:?}"
+        );
+    }
+    // The adds below come after the two refusals.
+    let nth_add = |n: usize| nth(&calls, "PUT", "vm.add-device", n + 2);
+
     let up = run.markers(NIC_SCENARIO, "MINIVMM-HOTPLUG-NIC up ");
     let gone = run.markers(NIC_SCENARIO, "MINIVMM-HOTPLUG-NIC gone ");
     let latency = run.markers(NIC_SCENARIO, "MINIVMM-HOTPLUG-LATENCY ");
@@ -193,7 +244,7 @@ fn curl_hot_adds_and_removes_an_assigned_nic_behind_the_virtio_iommu() {
         "open files: {fds:?}"
     );
     for round in 0..2 {
-        let added = nth(&calls, "PUT", "vm.add-device", 2 * round);
+        let added = nth_add(2 * round);
         assert_eq!(added.status, 200, "{added:?}");
         let bdf = added.json()["bdf"].as_str().unwrap_or_default().to_string();
         assert_eq!(
@@ -219,7 +270,7 @@ fn curl_hot_adds_and_removes_an_assigned_nic_behind_the_virtio_iommu() {
             bdf.as_str(),
             "{info}"
         );
-        let twice = nth(&calls, "PUT", "vm.add-device", 2 * round + 1);
+        let twice = nth_add(2 * round + 1);
         assert_eq!(twice.status, 409, "{twice:?}");
         assert!(
             twice.body.contains("assigned to this VM already"),
@@ -236,7 +287,7 @@ fn curl_hot_adds_and_removes_an_assigned_nic_behind_the_virtio_iommu() {
         );
     }
     // Outside the virtio-iommu: the other pool, no IOMMU group.
-    let plain = nth(&calls, "PUT", "vm.add-device", 4);
+    let plain = nth_add(4);
     assert_eq!(plain.status, 200, "{plain:?}");
     assert_eq!(plain.json()["bdf"], "0000:00:06.0", "{plain:?}");
     assert_eq!(up[2].get("bdf").map(String::as_str), Some("0000:00:06.0"));

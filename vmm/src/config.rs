@@ -184,6 +184,9 @@ pub struct VmConfig {
     pub host_regions: Vec<PathBuf>,
     /// Identity-map direct (RMRR) regions (`--allow-direct-regions`).
     pub allow_direct_regions: bool,
+    /// Devices may be hot-added (a control API serves the VM): the plan
+    /// reserves what the host's IOMMU groups may bring.
+    pub hotplug: bool,
 }
 
 impl VmConfig {
@@ -270,6 +273,7 @@ impl VmConfig {
             dry_run: cli.dry_run,
             host_regions: cli.host_regions,
             allow_direct_regions: cli.allow_direct_regions,
+            hotplug: cli.api_socket.is_some(),
         })
     }
 }

@@ -183,7 +183,7 @@ impl Vm {
                 Err(e) => log::warn!("{}: cannot read the IOMMU's IOVA ranges: {e}", o.bdf),
             }
         }
-        let map = Native::plan(&input, &host).map_err(crate::plan::PlanFailure::from)?;
+        let (map, host) = crate::plan::plan_vm(config, &input, host)?;
         let memory = create_memory(&vm, config.memory, &map.ram)?;
         let boot = Native::load(&memory, &map, config, GuestImages { kernel, initrd })?;
         let mut vcpus = Native::create_vcpus(&kvm, &vm, config, &map)?;

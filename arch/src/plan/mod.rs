@@ -38,7 +38,7 @@ pub use input::{
     HostConstraints, HostRegion, HostRegionKind, IovaRange, PlanInput, PCI_MMIO64_SIZE,
 };
 pub use output::{GuestMap, Hole, IdentityMap, ResvKind, ResvRegion};
-pub use span::Span;
+pub use span::{uncovered, Span};
 
 pub(crate) use span::{normalize, subtract, Iv};
 

@@ -84,6 +84,13 @@ impl GuestMap {
         self.ram.last().map_or(0, RamRegion::end)
     }
 
+    /// The IOVAs the virtio-iommu lets the guest map: its input range less
+    /// the PROBE reserved regions (MSI included).
+    pub fn iommu_usable(&self) -> Vec<Span> {
+        let reserved: Vec<Span> = self.probe_reserved.iter().map(|r| r.span).collect();
+        super::span::uncovered(&[self.iommu_input_range], &reserved)
+    }
+
     /// The virtio-iommu `input_range` as a Rust range.
     pub fn input_range(&self) -> RangeInclusive<u64> {
         self.iommu_input_range.start..=self.iommu_input_range.end

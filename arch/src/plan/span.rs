@@ -57,6 +57,15 @@ impl Span {
     }
 }
 
+/// The addresses of `a` that no span of `b` covers, sorted and merged.
+pub fn uncovered(a: &[Span], b: &[Span]) -> Vec<Span> {
+    let ivs = |s: &[Span]| normalize(s.iter().map(Span::iv).collect());
+    subtract(&ivs(a), &ivs(b))
+        .into_iter()
+        .map(Span::from_iv)
+        .collect()
+}
+
 impl fmt::Display for Span {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:#x}-{:#x}", self.start, self.end)
@@ -142,6 +151,13 @@ mod tests {
         );
         assert_eq!(intersect(&a, &[(4, 12)]), vec![(4, 8), (10, 12)]);
         assert_eq!(subtract(&[(0, SPACE_END)], &[(0, SPACE_END)]), vec![]);
+        let all = Span::new(0, u64::MAX).expect("span");
+        let mid = Span::new(0x1000, 0x1fff).expect("span");
+        assert_eq!(
+            uncovered(&[all], &[mid]),
+            [Span::new(0, 0xfff).expect("s"), Span::new(0x2000, u64::MAX).expect("s")]
+        );
+        assert_eq!(uncovered(&[mid], &[all]), []);
     }
 
     #[test]

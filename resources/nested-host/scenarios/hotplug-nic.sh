@@ -5,7 +5,11 @@
 # it (vm.info no longer lists it), so that the same host device can be
 # added again (minivmm's open files are counted before the first add and
 # after each removal: MINIVMM-HOTPLUG-FDS round=N before=B after=A); then once outside the virtio-iommu. The hot-add latency (the API call to the lease in L2, seen
-# from L1) is printed as MINIVMM-HOTPLUG-LATENCY round=N ms=M. Every
+# from L1) is printed as MINIVMM-HOTPLUG-LATENCY round=N ms=M. Before
+# that, vm.plan shows what the boot plan reserved for hot-adds (L1's IOMMU
+# groups, its VT-d width), and L1's ISA bridge (q35's LPC at 00:1f.0,
+# whose group Linux gives 0-16 MiB direct-relaxable for the floppy DMA
+# workaround) is refused in both pools: the guest's RAM is there. Every
 # request is a MINIVMM-API line (tests/tests/hotplug.rs).
 . /scenarios/api.inc
 . /scenarios/vfio.inc
@@ -19,6 +23,11 @@ api PUT vm.create '{"cpus": {"boot_vcpus": 1, "max_vcpus": 1}, "memory": {"size"
   "iommu": true}'
 api PUT vm.boot
 api_wait_l2 "MINIVMM-HOTPLUG-GUEST waiting" 1 120 || bail
+api GET vm.plan
+lpc=0000:00:1f.0
+echo "MINIVMM-HOTPLUG-LPC-REGIONS $(tr '\n' ';' < /sys/bus/pci/devices/$lpc/iommu_group/reserved_regions)"
+api PUT vm.add-device "{\"path\": \"/sys/bus/pci/devices/$lpc\", \"id\": \"lpc\"}"
+api PUT vm.add-device "{\"path\": \"/sys/bus/pci/devices/$lpc\", \"iommu\": true, \"id\": \"lpc\"}"
 fds() { ls "/proc/$api_pid/fd" | wc -l; }
 fds0="$(fds)"
 for round in 1 2; do

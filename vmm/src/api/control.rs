@@ -385,7 +385,8 @@ fn hotplug_failure(error: &HotplugError) -> Response {
         HotplugError::IdInUse(_)
         | HotplugError::HostInUse(..)
         | HotplugError::Ejecting(_)
-        | HotplugError::NoFreeSlot { .. } => 409,
+        | HotplugError::NoFreeSlot { .. }
+        | HotplugError::Collision(_) => 409,
         // The host device is not usable as it is (not bound to vfio-pci,
         // not found, ...): the message says what to fix.
         HotplugError::Device(DeviceError::Vfio(_)) => 400,
@@ -408,7 +409,7 @@ fn check_hot_add(
         .map_err(|e| fail(400, e))?;
     let regions =
         host_iommu::read_device_regions(&bdf).map_err(|e| Response::error(400, &chain(&e)))?;
-    crate::hotplug::check_regions(&bdf, &layout.map, &regions)
+    crate::hotplug::check_regions(&bdf, body.iommu, &layout.map, &regions)
         .map_err(|collision| fail(409, collision.to_string()))?;
     Ok(bdf)
 }

@@ -491,7 +491,11 @@ pub fn vm_config(body: &CreateBody, settings: &VmmSettings) -> Result<VmConfig, 
         allow_direct_regions: settings.allow_direct_regions,
         api_socket: None,
     };
-    Ok(VmConfig::from_cli(cli)?)
+    // Served by the API: devices may be hot-added.
+    Ok(VmConfig {
+        hotplug: true,
+        ..VmConfig::from_cli(cli)?
+    })
 }
 
 #[cfg(test)]
@@ -530,7 +534,11 @@ mod tests {
             allow_direct_regions: false,
             api_socket: None,
         };
-        assert_eq!(got, VmConfig::from_cli(cli.clone()).expect("cli"));
+        let served = |cli: Cli| VmConfig {
+            hotplug: true,
+            ..VmConfig::from_cli(cli).expect("cli")
+        };
+        assert_eq!(got, served(cli.clone()));
         // Defaults: 1 vCPU, 512 MiB, the CLI's command line, iommu off.
         let got =
             create(r#"{"payload": {"kernel": "/k"}, "devices": [{"path": "/x/0000:02:00.0"}]}"#)
@@ -541,7 +549,7 @@ mod tests {
         cli.cpus = 1;
         cli.disk.clear();
         cli.vfio = vec!["0000:02:00.0,iommu=off".into()];
-        assert_eq!(got, VmConfig::from_cli(cli).expect("cli"));
+        assert_eq!(got, served(cli));
     }
 
     #[test]

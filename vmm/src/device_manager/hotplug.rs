@@ -15,7 +15,8 @@
 //! virtual IOMMU state gives the slot's endpoint (never more): it is put
 //! into the VFIO back-end empty before the endpoint is assigned, and taken
 //! out after the endpoint was unassigned (emptied). One outside it gets all
-//! guest RAM mapped, as at boot.
+//! guest RAM mapped, as at boot. Before either, its container's IOVA
+//! ranges are checked against the running plan (`crate::hotplug`).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -69,6 +70,9 @@ pub enum HotplugError {
     /// The host device is in the VM already.
     #[error("host device {0} is assigned to this VM already (as '{1}')")]
     HostInUse(String, String),
+    /// The device's host IOMMU does not fit the running VM's plan.
+    #[error(transparent)]
+    Collision(#[from] crate::hotplug::Collision),
     /// The virtio-iommu could not give the device its host address space.
     #[error("{bdf}: cannot put it behind the virtio-iommu")]
     Assign {
@@ -145,6 +149,8 @@ pub(super) struct HotplugParts {
     pub kvm_slots: Arc<KvmSlots>,
     pub iommu_slots: Vec<u8>,
     pub plain_slots: Vec<u8>,
+    /// The running VM's plan, which a hot-added device must fit.
+    pub map: arch::plan::GuestMap,
 }
 
 /// The hot-pluggable slots and the parts of the VM a hot-add needs.
@@ -159,6 +165,7 @@ pub struct HotplugBus {
     kvm_slots: Arc<KvmSlots>,
     iommu_slots: Vec<u8>,
     plain_slots: Vec<u8>,
+    map: arch::plan::GuestMap,
     occupied: BTreeMap<u8, Occupant>,
 }
 
@@ -175,6 +182,7 @@ impl HotplugBus {
             kvm_slots: parts.kvm_slots,
             iommu_slots: parts.iommu_slots,
             plain_slots: parts.plain_slots,
+            map: parts.map,
             occupied: BTreeMap::new(),
         }
     }
@@ -213,6 +221,23 @@ impl HotplugBus {
         let slot = self.free_slot(iommu)?;
         let endpoint = u32::from(bdf(slot.into()));
         let opened = self.kvm_vfio.open_hot(&self.vm, host, iommu)?;
+        // Nothing is mapped yet: a host IOMMU that cannot map what the
+        // guest may hand the device refuses it here.
+        match crate::vfio::iommu_info(&opened.container) {
+            Ok(info) if !info.iova_ranges.is_empty() => {
+                let ranges: Vec<_> = info
+                    .iova_ranges
+                    .iter()
+                    .map(|(start, end)| arch::plan::Span {
+                        start: *start,
+                        end: *end,
+                    })
+                    .collect();
+                crate::hotplug::check_iova_ranges(host, iommu, &self.map, &ranges)?;
+            }
+            Ok(_) => {}
+            Err(e) => log::warn!("{host}: cannot read the IOMMU's IOVA ranges: {e}"),
+        }
         match &containers {
             Some(c) => {
                 c.insert(endpoint, opened.container.clone());

@@ -409,6 +409,7 @@ pub fn create(
                 kvm_slots,
                 iommu_slots: hot_iommu_slots,
                 plain_slots: hot_plain_slots,
+                map: map.clone(),
             });
             (Some(tables), Some(bus))
         }

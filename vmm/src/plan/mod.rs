@@ -5,10 +5,16 @@
 //! The VM build calls [`gather`] with the BDFs it will assign, adds what
 //! VFIO reports (`HostConstraints::add_iova_ranges`, `add_page_sizes`), and
 //! plans with the platform's planner; `--dry-run` does the same without
-//! VFIO, so the IOVA ranges stay unknown there.
+//! VFIO, so the IOVA ranges stay unknown there. A VM that can be
+//! hot-plugged (served by `--api-socket`) also reserves what the host's
+//! other IOMMU groups may bring ([`Reservation`], [`plan_vm`]).
 
 use std::fmt::Write as _;
 use std::path::Path;
+
+mod reserve;
+
+pub use reserve::{Candidate, Reservation};
 
 use arch::plan::{GuestMap, HostConstraints, PlanError, PlanInput, ResvKind, Span};
 use host_iommu::{Bdf, HostIommuError, SYSFS_ROOT};
@@ -59,12 +65,27 @@ pub fn gather_in(
     Ok((plan_input(config), host))
 }
 
+/// Plans the VM for `host`: a hot-pluggable one (`config.hotplug`, on a
+/// platform with hotplug) also reserves what this host's IOMMU groups may
+/// bring later. Returns the map and the constraints it obeyed.
+pub fn plan_vm(
+    config: &VmConfig,
+    input: &PlanInput,
+    host: HostConstraints,
+) -> Result<(GuestMap, HostConstraints), PlanFailure> {
+    if config.hotplug && Native::HOTPLUG.is_ok() {
+        return Reservation::read_in(Path::new(SYSFS_ROOT)).plan(input, &host);
+    }
+    let map = Native::plan(input, &host)?;
+    Ok((map, host))
+}
+
 /// `--dry-run`: plans for the configuration's assigned devices and host
 /// files, and returns the table to print.
 pub fn dry_run(config: &VmConfig) -> Result<String, PlanFailure> {
     let bdfs: Vec<String> = config.vfio.iter().map(|v| v.bdf.clone()).collect();
     let (input, host) = gather(config, &bdfs)?;
-    let map = Native::plan(&input, &host)?;
+    let (map, host) = plan_vm(config, &input, host)?;
     Ok(render(&map, &host))
 }
 
