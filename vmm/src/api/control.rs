@@ -88,6 +88,33 @@ struct Created {
     ids: DeviceIds,
 }
 
+/// Appends the devices hot-added to the running VM of `layout` to the
+/// configuration `created`, after its own, with their ids: what
+/// `vm.reboot` boots (as cloud-hypervisor does). A device whose removal
+/// the guest never acknowledged stays.
+fn keep_hot_devices(created: &mut Created, layout: &crate::running::Layout) {
+    use crate::config::VfioConfig;
+    use crate::device_manager::{HotKind, PlacedKind};
+    for device in &layout.devices {
+        let PlacedKind::Hot { id, kind } = &device.kind else {
+            continue;
+        };
+        match kind {
+            HotKind::Disk { config, .. } => {
+                created.config.disks.push(config.clone());
+                created.ids.disks.push(id.clone());
+            }
+            HotKind::Vfio { host, iommu } => {
+                created.config.vfio.push(VfioConfig {
+                    bdf: host.clone(),
+                    iommu: *iommu,
+                });
+                created.ids.vfio.push(id.clone());
+            }
+        }
+    }
+}
+
 /// The VMM's state, changed only by the control loop.
 pub struct Control {
     settings: VmmSettings,
@@ -218,10 +245,16 @@ impl Control {
             }
             ApiRequest::VmBoot => done(self.boot(event_manager)),
             ApiRequest::VmShutdown => done(self.stop(event_manager)),
-            ApiRequest::VmReboot => done(
-                self.stop(event_manager)
-                    .and_then(|()| self.boot(event_manager)),
-            ),
+            ApiRequest::VmReboot => {
+                // Hot-added devices stay, as boot devices of the next run.
+                if let (Some(created), Some(running)) = (&mut self.created, &self.running) {
+                    keep_hot_devices(created, running.layout());
+                }
+                done(
+                    self.stop(event_manager)
+                        .and_then(|()| self.boot(event_manager)),
+                )
+            }
             ApiRequest::VmInfo => match &self.created {
                 None => fail(404, "no VM is created: PUT vm.create first"),
                 Some(c) => Response::json(
@@ -477,6 +510,68 @@ mod tests {
         let body = CreateBody::parse(json.as_bytes()).expect("body");
         assert_eq!(c.create(&body).status, 204);
         c
+    }
+
+    #[test]
+    fn reboot_keeps_hot_added_devices_after_the_boot_ones() {
+        use crate::config::{DiskConfig, VfioConfig};
+        use crate::device_manager::{HotKind, PlacedDevice, PlacedKind};
+        let c = control_with(
+            r#"{"payload": {"kernel": "/k"}, "disks": [{"path": "/d", "id": "root"}], "iommu": true}"#,
+        );
+        let mut created = c.created.expect("created");
+        let disk = DiskConfig {
+            path: "/hot.img".into(),
+            read_only: true,
+            iommu: true,
+        };
+        let map = arch::x86_64::plan::plan(
+            &arch::plan::PlanInput::new(512 << 20),
+            &arch::plan::HostConstraints::default(),
+        )
+        .expect("plan");
+        let hot = |id: &str, kind| PlacedDevice {
+            kind: PlacedKind::Hot {
+                id: id.into(),
+                kind,
+            },
+            bdf: 0x10,
+        };
+        let layout = crate::running::Layout {
+            map,
+            host: Default::default(),
+            devices: vec![
+                PlacedDevice {
+                    kind: PlacedKind::Iommu,
+                    bdf: 8,
+                },
+                hot(
+                    "nic0",
+                    HotKind::Vfio {
+                        host: "0000:00:03.0".into(),
+                        iommu: false,
+                    },
+                ),
+                hot(
+                    "hot0",
+                    HotKind::Disk {
+                        config: disk.clone(),
+                        counters: Default::default(),
+                    },
+                ),
+            ],
+        };
+        keep_hot_devices(&mut created, &layout);
+        assert_eq!(created.ids.disks, ["root", "hot0"]);
+        assert_eq!(created.ids.vfio, ["nic0"]);
+        assert_eq!(created.config.disks[1], disk);
+        assert_eq!(
+            created.config.vfio,
+            [VfioConfig {
+                bdf: "0000:00:03.0".into(),
+                iommu: false
+            }]
+        );
     }
 
     #[test]
