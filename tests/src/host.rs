@@ -320,12 +320,19 @@ impl NestedHost {
 
         let mut transcript = Transcript::default();
         let mut tail = VecDeque::with_capacity(TAIL_LINES);
-        // run.sh enforces the limit itself; this is the fallback.
-        let deadline = start + self.timeout + Duration::from_secs(30);
+        // run.sh enforces the limit itself, from the moment it holds the
+        // machine's nested-host lock; this is the fallback, restarted when
+        // run.sh says it boots (time spent waiting for another nested host
+        // does not count: that one has its own limit).
+        let fallback = self.timeout + Duration::from_secs(30);
+        let mut deadline = start + fallback;
         let mut timed_out = false;
         loop {
             match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
                 Ok((at, line)) => {
+                    if line.starts_with(BOOTING) {
+                        deadline = Instant::now() + fallback;
+                    }
                     eprintln!("[{:8.3}] {line}", at.as_secs_f64());
                     writeln!(log, "[{:8.3}] {line}", at.as_secs_f64()).map_err(log_error)?;
                     transcript.feed(at, &line);
@@ -404,6 +411,9 @@ impl NestedHost {
         })
     }
 }
+
+/// How run.sh's line starts once it holds the nested-host lock and boots.
+const BOOTING: &str = "==> booting the nested host";
 
 /// The signal name for a `timeout` exit status that says QEMU crashed.
 fn l0_crash_signal(status: std::process::ExitStatus) -> Option<&'static str> {
