@@ -38,6 +38,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
 }
 
 fn main() {
+    vmm::startup::mark_exec();
     vmm::logger::init();
     let cli = Cli::parse_from(vmm::cli::expand_plan_subcommand(std::env::args_os()));
     let status = match run(cli) {

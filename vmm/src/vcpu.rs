@@ -71,6 +71,7 @@ impl Vcpu {
 
     /// Runs until this or another vCPU (or a device) raises a stop event.
     pub fn run(&mut self, ctx: &VcpuContext) {
+        crate::startup::first_kvm_run();
         while ctx.events.get().is_none() {
             if let Some(event) = self.run_once(ctx) {
                 ctx.events.raise(event);
