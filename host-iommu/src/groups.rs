@@ -36,7 +36,11 @@ pub fn read_all_groups_in(root: &Path) -> Result<Vec<GroupRegions>, HostIommuErr
             path: dir.clone(),
             err,
         })?;
-        let Some(group) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+        let Some(group) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
             continue;
         };
         let path = entry.path().join("reserved_regions");
@@ -94,7 +98,8 @@ mod tests {
     use crate::HostRegionKind;
 
     fn tree(test: &str) -> std::path::PathBuf {
-        let root = std::env::temp_dir().join(format!("host-iommu-groups-{test}-{}", std::process::id()));
+        let root =
+            std::env::temp_dir().join(format!("host-iommu-groups-{test}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         root
     }
@@ -117,7 +122,11 @@ mod tests {
         assert_eq!(groups[0].regions[0].source, "iommu group 2");
         assert_eq!(groups[1].regions.len(), 1);
 
-        std::fs::write(root.join("kernel/iommu_groups/10/reserved_regions"), "junk\n").expect("w");
+        std::fs::write(
+            root.join("kernel/iommu_groups/10/reserved_regions"),
+            "junk\n",
+        )
+        .expect("w");
         let err = read_all_groups_in(&root).expect_err("bad line").to_string();
         assert!(err.contains("iommu_groups/10/reserved_regions:1"), "{err}");
         let _ = std::fs::remove_dir_all(&root);

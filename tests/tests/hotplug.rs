@@ -186,7 +186,9 @@ fn curl_hot_adds_and_removes_an_assigned_nic_behind_the_virtio_iommu() {
         .map(|r| r.iter().filter_map(|r| r["source"].as_str()).collect())
         .unwrap_or_default();
     assert!(
-        reserved.iter().any(|s| s.starts_with("iommu groups 0") && s.ends_with("(hot-add)")),
+        reserved
+            .iter()
+            .any(|s| s.starts_with("iommu groups 0") && s.ends_with("(hot-add)")),
         "the MSI window of every L1 group is reserved: {plan}"
     );
     let lpc_regions = run

@@ -64,7 +64,11 @@ pub fn check_regions(
     let mut regions: Vec<&HostRegion> = regions.iter().collect();
     regions.sort();
     let used = used_ranges(map);
-    let usable = if iommu { map.iommu_usable() } else { Vec::new() };
+    let usable = if iommu {
+        map.iommu_usable()
+    } else {
+        Vec::new()
+    };
     let refuse = |problem: String| Collision {
         device: device.to_string(),
         pool: pool(iommu),
@@ -100,7 +104,10 @@ pub fn check_iova_ranges(
     ranges: &[IovaRange],
 ) -> Result<(), Collision> {
     let (needed, what) = if iommu {
-        (map.iommu_usable(), "the IOVAs the virtio-iommu told the guest it may map")
+        (
+            map.iommu_usable(),
+            "the IOVAs the virtio-iommu told the guest it may map",
+        )
     } else {
         let ram = map
             .ram
@@ -166,7 +173,8 @@ mod tests {
         let window = region(0xc000_0000, 0xc000_ffff, HostRegionKind::Reserved);
         let err = check_regions("0000:00:03.0", true, &map, &[window]).expect_err("window");
         assert!(
-            err.problem.contains("collides with the 32-bit PCI MMIO window"),
+            err.problem
+                .contains("collides with the 32-bit PCI MMIO window"),
             "{err}"
         );
     }
@@ -197,11 +205,15 @@ mod tests {
 
     #[test]
     fn the_host_iommu_must_map_what_the_guest_may_use() {
-        let unknown = arch::x86_64::plan::plan(&PlanInput::new(512 << 20), &HostConstraints::default())
-            .expect("plan");
+        let unknown =
+            arch::x86_64::plan::plan(&PlanInput::new(512 << 20), &HostConstraints::default())
+                .expect("plan");
         // A 39-bit VT-d unit (QEMU's default) less its MSI window.
         let vtd39 = [span(0, 0xfedf_ffff), span(0xfef0_0000, (1 << 39) - 1)];
-        assert_eq!(check_iova_ranges("0000:00:03.0", false, &unknown, &vtd39), Ok(()));
+        assert_eq!(
+            check_iova_ranges("0000:00:03.0", false, &unknown, &vtd39),
+            Ok(())
+        );
         let err = check_iova_ranges("0000:00:03.0", true, &unknown, &vtd39).expect_err("width");
         assert_eq!(
             err.problem,
@@ -211,12 +223,16 @@ mod tests {
         let mut host = HostConstraints::default();
         host.add_iova_ranges("dmar0", &[span(0, (1 << 39) - 1)]);
         let known = arch::x86_64::plan::plan(&PlanInput::new(512 << 20), &host).expect("plan");
-        assert_eq!(check_iova_ranges("0000:00:03.0", true, &known, &vtd39), Ok(()));
+        assert_eq!(
+            check_iova_ranges("0000:00:03.0", true, &known, &vtd39),
+            Ok(())
+        );
         // Outside the virtio-iommu, RAM must be mappable at its address.
         let low = [span(0, 0xfff_ffff)];
         let err = check_iova_ranges("0000:00:03.0", false, &known, &low).expect_err("ram");
         assert!(
-            err.problem.ends_with("not 0x10000000-0x1fffffff of guest RAM"),
+            err.problem
+                .ends_with("not 0x10000000-0x1fffffff of guest RAM"),
             "{err}"
         );
     }
@@ -229,7 +245,10 @@ mod tests {
             ..Default::default()
         };
         let map = arch::x86_64::plan::plan(&PlanInput::new(512 << 20), &host).expect("plan");
-        assert_eq!(check_regions("0000:00:03.0", false, &map, &[known.clone()]), Ok(()));
+        assert_eq!(
+            check_regions("0000:00:03.0", false, &map, &[known.clone()]),
+            Ok(())
+        );
         assert_eq!(check_regions("0000:00:03.0", true, &map, &[known]), Ok(()));
     }
 }

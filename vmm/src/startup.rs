@@ -30,7 +30,10 @@ pub fn first_kvm_run() {
         return;
     }
     if let Some(elapsed) = since_exec() {
-        log::info!("startup: first KVM_RUN {} us after exec", elapsed.as_micros());
+        log::info!(
+            "startup: first KVM_RUN {} us after exec",
+            elapsed.as_micros()
+        );
     }
 }
 

@@ -155,7 +155,10 @@ mod tests {
         let mid = Span::new(0x1000, 0x1fff).expect("span");
         assert_eq!(
             uncovered(&[all], &[mid]),
-            [Span::new(0, 0xfff).expect("s"), Span::new(0x2000, u64::MAX).expect("s")]
+            [
+                Span::new(0, 0xfff).expect("s"),
+                Span::new(0x2000, u64::MAX).expect("s")
+            ]
         );
         assert_eq!(uncovered(&[mid], &[all]), []);
     }

@@ -17,11 +17,12 @@
 #   minivmm.bench_idle=S        seconds of idling after the jobs (default 10)
 # Every job is fio with O_DIRECT and libaio, terse output version 3 with
 # the percentiles 50 and 99, parsed here into
-#   MINIVMM-BENCH-FIO vmm=L mode=M trial=N job=J iops=.. bw_kib=.. p50_us=.. p99_us=..
+#   MINIVMM-BENCH-FIO vmm=L mode=M trial=N job=J iops=.. bw_kib=.. runtime_ms=..
+#     p50_us=.. p99_us=.. error=..
 # (completion latency). Around every job and the idle time the guest prints
 #   MINIVMM-BENCH-MARK start:J / end:J / idle-start / idle-end / done
-# and then sleeps a second, so that the L1 scenario, which reads the
-# VMM's CPU time from /proc/PID/stat at every mark, samples an idle moment.
+# and then sleeps half a second, so that the L1 scenario, which reads the
+# VMM's CPU time from /proc/PID/stat at every mark, samples a quiet moment.
 # Run by the L1 scenario bench-blk.
 
 vmm="$(cmdline_arg minivmm.bench_vmm || echo unknown)"
@@ -58,7 +59,7 @@ esac
 
 mark() {
     echo "MINIVMM-BENCH-MARK $1 $tag"
-    sleep 1
+    sleep 0.5
 }
 
 # job_args JOB: fio's options for JOB.
@@ -75,9 +76,9 @@ job_args() {
 for job in $(echo "$jobs" | tr ',' ' '); do
     args="$(job_args "$job")" || fail "unknown fio job $job"
     mark "start:$job"
-    # Terse v3: fields 7, 8, 18, 19 are the reads' KiB/s, IOPS, and
-    # completion latency p50 and p99 (us) as 50.000000%=N; 48, 49, 59, 60
-    # the same for writes.
+    # Terse v3: fields 7, 8, 9, 18, 19 are the reads' KiB/s, IOPS, runtime
+    # (ms) and completion latency p50 and p99 (us) as 50.000000%=N; 48, 49,
+    # 50, 59, 60 the same for writes.
     # shellcheck disable=SC2086
     out="$(fio --name="$job" --filename=/dev/vda --direct=1 --ioengine=libaio $args \
         --size="${size}M" --runtime="$runtime" --time_based --thread --randrepeat=0 \
@@ -92,7 +93,7 @@ for job in $(echo "$jobs" | tr ',' ' '); do
     echo "$line" | awk -F';' -v f="$first" -v job="$job" -v tag="$tag" '{
         p50 = $(f + 11); sub(/.*=/, "", p50)
         p99 = $(f + 12); sub(/.*=/, "", p99)
-        printf "MINIVMM-BENCH-FIO %s job=%s iops=%d bw_kib=%d p50_us=%d p99_us=%d error=%d\n", tag, job, $(f + 1), $f, p50, p99, $5
+        printf "MINIVMM-BENCH-FIO %s job=%s iops=%d bw_kib=%d runtime_ms=%d p50_us=%d p99_us=%d error=%d\n", tag, job, $(f + 1), $f, $(f + 2), p50, p99, $5
     }'
     mark "end:$job"
 done

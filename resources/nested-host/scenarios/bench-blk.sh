@@ -17,8 +17,9 @@
 # (and prints): at each `MINIVMM-BENCH-MARK M` line of the guest, and when
 # the console ends, it reads the VMM's /proc/PID/stat and /proc/PID/status
 # and prints
-#   MINIVMM-BENCH-CPU vmm=V kind=K mode=M trial=N mark=M ticks=T hz=100 rss_kib=R uptime=S
-# (T: utime + stime in clock ticks; uptime: L1's /proc/uptime). minivmm
+#   MINIVMM-BENCH-CPU vmm=V kind=K mode=M trial=N mark=M ticks=T guest_ticks=G hz=100 rss_kib=R uptime=S
+# (T: utime + stime in clock ticks, G: the part of it the vCPUs spent in
+# the guest, R: VmRSS; uptime: L1's /proc/uptime). minivmm
 # runs with MINIVMM_LOG=info, and its `startup: first KVM_RUN N us after
 # exec` line becomes
 #   MINIVMM-BENCH-STARTUP vmm=minivmm kind=K mode=M trial=N first_kvm_run_us=N
@@ -55,16 +56,18 @@ mkfifo "$fifo"
 # command could reap the VMM before its last sample).
 sample() {
     stat=""
-    read -r stat <"/proc/$1/stat" 2>/dev/null || return 0
+    { read -r stat <"/proc/$1/stat"; } 2>/dev/null || return 0
+    rss=0
+    { while read -r key value _; do
+        [ "$key" = VmRSS: ] && rss="$value"
+    done <"/proc/$1/status"; } 2>/dev/null
+    read -r up _ </proc/uptime
+    # utime and stime are fields 14 and 15, guest_time (the vCPUs' time in
+    # the guest, which utime includes) field 43: after the three
+    # arguments, positions 17, 18 and 46.
     # shellcheck disable=SC2086
     set -- "$1" "$2" "$3" $stat
-    ticks=$((${17} + ${18}))
-    rss=0
-    while read -r key value _; do
-        [ "$key" = VmRSS: ] && rss="$value"
-    done <"/proc/$1/status"
-    read -r up _ </proc/uptime
-    echo "MINIVMM-BENCH-CPU $2 mark=$3 ticks=$ticks hz=100 rss_kib=$rss uptime=$up"
+    echo "MINIVMM-BENCH-CPU $2 mark=$3 ticks=$((${17} + ${18})) guest_ticks=${46} hz=100 rss_kib=$rss uptime=$up"
 }
 
 # measured TAG COMMAND...: runs COMMAND (a VMM) with its console through

@@ -215,17 +215,29 @@ mod tests {
         let (map, host) = r
             .plan(&PlanInput::new(512 << 20), &HostConstraints::default())
             .expect("plan");
-        assert_eq!(map.iommu_input_range, Span { start: 0, end: (1 << 39) - 1 });
+        assert_eq!(
+            map.iommu_input_range,
+            Span {
+                start: 0,
+                end: (1 << 39) - 1
+            }
+        );
         assert_eq!(host.regions.len(), 2);
         // Everything the plan reserved is what a hot-add of group 5's
         // device behind the virtio-iommu needs.
         let ht_region = HostRegion {
-            span: Span { start: 0xfd_0000_0000, end: 0xff_ffff_ffff },
+            span: Span {
+                start: 0xfd_0000_0000,
+                end: 0xff_ffff_ffff,
+            },
             kind: HostRegionKind::Reserved,
             source: "0000:00:05.0".into(),
         };
         // (above the 39-bit width: outside the input range altogether)
-        assert_eq!(crate::hotplug::check_regions("0000:00:05.0", true, &map, &[ht_region]), Ok(()));
+        assert_eq!(
+            crate::hotplug::check_regions("0000:00:05.0", true, &map, &[ht_region]),
+            Ok(())
+        );
     }
 
     #[test]
@@ -240,11 +252,17 @@ mod tests {
             .expect("plan");
         assert_eq!(host.regions.len(), 1);
         assert_eq!(host.regions[0].span.start, 0x1000_0000);
-        assert!(map.holes.iter().any(|h| h.span.start == 0x1000_0000), "{map:?}");
+        assert!(
+            map.holes.iter().any(|h| h.span.start == 0x1000_0000),
+            "{map:?}"
+        );
         // A boot whose own constraints have no map still fails.
         let bad = HostConstraints {
             regions: vec![HostRegion {
-                span: Span { start: 0x10_0000, end: 0x1f_ffff },
+                span: Span {
+                    start: 0x10_0000,
+                    end: 0x1f_ffff,
+                },
                 kind: HostRegionKind::Reserved,
                 source: "0000:01:00.0".into(),
             }],
