@@ -186,7 +186,8 @@ mod tests {
         // The HyperTransport hole is no RAM or window, but PROBE gave
         // those IOVAs to the guest.
         let ht = region(0xfd_0000_0000, 0xff_ffff_ffff, HostRegionKind::Reserved);
-        let err = check_regions("0000:00:03.0", true, &map, &[ht.clone()]).expect_err("iova");
+        let err =
+            check_regions("0000:00:03.0", true, &map, std::slice::from_ref(&ht)).expect_err("iova");
         assert_eq!(
             err.problem,
             "its host reserved region 0xfd00000000-0xffffffffff (reserved) of 0000:00:03.0 is IOVA space the virtio-iommu told the guest it may map (0xfd00000000-0xffffffffff)"
@@ -246,7 +247,7 @@ mod tests {
         };
         let map = arch::x86_64::plan::plan(&PlanInput::new(512 << 20), &host).expect("plan");
         assert_eq!(
-            check_regions("0000:00:03.0", false, &map, &[known.clone()]),
+            check_regions("0000:00:03.0", false, &map, std::slice::from_ref(&known)),
             Ok(())
         );
         assert_eq!(check_regions("0000:00:03.0", true, &map, &[known]), Ok(()));
