@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use devices::perf::{self, Counter};
 use devices::{Bus, GuestEvent, GuestEvents};
 use kvm_ioctls::{VcpuExit, VcpuFd, VmFd};
 
@@ -103,12 +104,14 @@ impl Vcpu {
         let id = self.id;
         match self.fd.run() {
             Ok(VcpuExit::IoIn(port, data)) => {
+                perf::count(Counter::PioExits);
                 if !ctx.pio.read(port.into(), data) {
                     data.fill(0xff);
                 }
                 None
             }
             Ok(VcpuExit::IoOut(port, data)) => {
+                perf::count(Counter::PioExits);
                 log::trace!("vCPU {id}: out {port:#x} {data:x?}");
                 if !ctx.pio.write(port.into(), data) {
                     log::debug!("vCPU {id}: write to unclaimed port {port:#x}");
@@ -116,6 +119,7 @@ impl Vcpu {
                 None
             }
             Ok(VcpuExit::MmioRead(addr, data)) => {
+                perf::count(Counter::MmioExits);
                 if !ctx.mmio.read(addr, data) {
                     log::debug!("vCPU {id}: read of unclaimed MMIO {addr:#x}");
                     data.fill(0xff);
@@ -123,6 +127,7 @@ impl Vcpu {
                 None
             }
             Ok(VcpuExit::MmioWrite(addr, data)) => {
+                perf::count(Counter::MmioExits);
                 if !ctx.mmio.write(addr, data) {
                     log::debug!("vCPU {id}: write to unclaimed MMIO {addr:#x}");
                 }
