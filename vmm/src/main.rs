@@ -48,7 +48,7 @@ fn main() {
             EXIT_VMM_ERROR
         }
     };
-    log::debug!("counters: {}", devices::perf::snapshot());
+    log::info!("counters: {}", devices::perf::snapshot());
     // vCPU threads may still sit in KVM_RUN: leave without joining them.
     let _ = std::io::stdout().flush();
     std::process::exit(status)
