@@ -23,6 +23,8 @@
 # runs with MINIVMM_LOG=info, and its `startup: first KVM_RUN N us after
 # exec` line becomes
 #   MINIVMM-BENCH-STARTUP vmm=minivmm kind=K mode=M trial=N first_kvm_run_us=N
+# and its counters at exit (devices/src/perf.rs) become
+#   MINIVMM-BENCH-COUNTERS vmm=minivmm kind=K mode=M trial=N exits pio=.. ...
 # After each VMM run:
 #   MINIVMM-BENCH-RUN vmm=V kind=boot|fio mode=M trial=N rc=N seconds=S
 # (S: L1 wall time from starting the VMM to its exit). L1's command line
@@ -85,6 +87,10 @@ measured() {
             *MINIVMM-BENCH-MARK\ *)
                 mark="${line#*MINIVMM-BENCH-MARK }"
                 sample "$pid" "$tag" "${mark%% *}"
+                ;;
+            *"info: counters: "*)
+                counters="${line#*info: counters: }"
+                echo "MINIVMM-BENCH-COUNTERS $tag $counters"
                 ;;
             *"startup: first KVM_RUN "*)
                 us="${line#*first KVM_RUN }"
