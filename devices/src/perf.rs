@@ -3,7 +3,8 @@
 //! DMA translations, and the request poller's windows, passes with work
 //! (hits) and passes without (misses). Relaxed atomic additions, cheap on
 //! the hot paths; minivmm logs a [`Snapshot`] when it exits, at info level
-//! (`MINIVMM_LOG=info` or `debug`): `minivmm: info: counters: exits ...`.
+//! (`MINIVMM_LOG=info` or `debug`): `minivmm: info: counters: pio_exits=N ...`,
+//! one `key=value` word per counter.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -102,9 +103,9 @@ impl fmt::Display for Snapshot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "exits pio={} mmio={}; virtio-blk kicks={} requests={} ({} per kick); \
-             virtio-iommu kicks={} requests={} translations={} ({} per blk request); \
-             poll windows={} hits={} misses={}",
+            "pio_exits={} mmio_exits={} blk_kicks={} blk_requests={} blk_requests_per_kick={} \
+             iommu_kicks={} iommu_requests={} translations={} translations_per_blk_request={} \
+             poll_windows={} poll_hits={} poll_misses={}",
             self.pio_exits,
             self.mmio_exits,
             self.blk_kicks,

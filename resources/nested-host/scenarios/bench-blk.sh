@@ -24,7 +24,7 @@
 # exec` line becomes
 #   MINIVMM-BENCH-STARTUP vmm=minivmm kind=K mode=M trial=N first_kvm_run_us=N
 # and its counters at exit (devices/src/perf.rs) become
-#   MINIVMM-BENCH-COUNTERS vmm=minivmm kind=K mode=M trial=N exits pio=.. ...
+#   MINIVMM-BENCH-COUNTERS vmm=minivmm kind=K mode=M trial=N pio_exits=.. ...
 # After each VMM run:
 #   MINIVMM-BENCH-RUN vmm=V kind=boot|fio mode=M trial=N rc=N seconds=S
 # (S: L1 wall time from starting the VMM to its exit). L1's command line
