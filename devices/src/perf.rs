@@ -142,11 +142,16 @@ mod tests {
             ..Snapshot::default()
         }
         .to_string();
-        assert!(text.contains("kicks=2 requests=6 (3.0 per kick)"), "{text}");
         assert!(
-            text.contains("translations=0 (0.0 per blk request)"),
+            text.contains("blk_kicks=2 blk_requests=6 blk_requests_per_kick=3.0 "),
             "{text}"
         );
-        assert!(Snapshot::default().to_string().contains("(- per kick)"));
+        assert!(
+            text.contains("translations=0 translations_per_blk_request=0.0 "),
+            "{text}"
+        );
+        assert!(Snapshot::default()
+            .to_string()
+            .contains("blk_requests_per_kick=- "));
     }
 }
