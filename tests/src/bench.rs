@@ -23,6 +23,7 @@
 //! | `MINIVMM-BENCH-CPU vmm= kind= mode= trial= mark= ticks= guest_ticks= hz= rss_kib= uptime=` | L1 `bench-blk` |
 //! | `MINIVMM-BENCH-RUN vmm= kind= mode= trial= rc= seconds=` | L1 `bench-blk` |
 //! | `MINIVMM-BENCH-STARTUP vmm= kind= mode= trial= first_kvm_run_us=` | L1 `bench-blk` |
+//! | `MINIVMM-BENCH-COUNTERS vmm= kind= mode= trial= pio_exits= ...` | L1 `bench-blk` (minivmm's counters at exit) |
 //! | `MINIVMM-MAPLAT vmm= size= n= p50_ns= ...` | `vfio-maplat` (L2, or L1 for the floor) |
 
 use std::collections::BTreeMap;
@@ -150,6 +151,20 @@ pub struct MapLat {
     pub p50_ns: f64,
 }
 
+/// minivmm's counters at the end of a run (`MINIVMM-BENCH-COUNTERS`,
+/// `devices/src/perf.rs`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Counters {
+    /// `boot` or `fio`.
+    pub kind: String,
+    /// The IOMMU mode.
+    pub mode: String,
+    /// The trial number.
+    pub trial: u32,
+    /// Every numeric `key=value` word after the run's tag.
+    pub values: BTreeMap<String, f64>,
+}
+
 /// A parsed benchmark marker.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Record {
@@ -163,6 +178,8 @@ pub enum Record {
     Startup(Startup),
     /// `MINIVMM-MAPLAT`.
     MapLat(MapLat),
+    /// `MINIVMM-BENCH-COUNTERS`.
+    Counters(Counters),
 }
 
 /// The `key=value` words after a marker.
@@ -253,6 +270,20 @@ pub fn parse_line(line: &str) -> Result<Option<Record>, ParseError> {
             kind: f.text("kind")?,
             trial: f.number("trial")?,
             first_kvm_run_us: f.number("first_kvm_run_us")?,
+        })));
+    }
+    if let Some(rest) = after("MINIVMM-BENCH-COUNTERS ") {
+        let f = Fields::new(line, rest);
+        let values = f
+            .words
+            .iter()
+            .filter_map(|(key, value)| Some((key.to_string(), value.parse().ok()?)))
+            .collect();
+        return Ok(Some(Record::Counters(Counters {
+            kind: f.text("kind")?,
+            mode: f.text("mode")?,
+            trial: f.number("trial")?,
+            values,
         })));
     }
     if let Some(rest) = after("MINIVMM-MAPLAT ") {
@@ -472,6 +503,35 @@ impl Figures {
                         r.seconds,
                     );
                 }
+                Record::Counters(c) if c.kind == "fio" => {
+                    let v = |key: &str| c.values.get(key).copied();
+                    let per = |a: Option<f64>, b: Option<f64>| match (a, b) {
+                        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+                        _ => None,
+                    };
+                    let blk = v("blk_requests");
+                    let windows = v("poll_windows");
+                    let exits = v("pio_exits").zip(v("mmio_exits")).map(|(a, b)| a + b);
+                    for (what, value) in [
+                        ("blk requests per kick", per(blk, v("blk_kicks"))),
+                        ("vCPU exits per blk request", per(exits, blk)),
+                        ("translations per blk request", per(v("translations"), blk)),
+                        (
+                            "iommu requests per blk request",
+                            per(v("iommu_requests"), blk),
+                        ),
+                        (
+                            "iommu requests per kick",
+                            per(v("iommu_requests"), v("iommu_kicks")),
+                        ),
+                        ("poll hits per window", per(v("poll_hits"), windows)),
+                        ("poll misses per window", per(v("poll_misses"), windows)),
+                    ] {
+                        if let Some(value) = value {
+                            figures.push("counters", what.into(), &c.mode, "minivmm", value);
+                        }
+                    }
+                }
                 Record::Startup(s) if s.kind == "boot" => {
                     figures.push(
                         "boot",
@@ -538,6 +598,14 @@ impl Figures {
             "-",
             "minivmm",
         ));
+        for &mode in &params.modes {
+            keys.push(key(
+                "counters",
+                "blk requests per kick".into(),
+                mode,
+                "minivmm",
+            ));
+        }
         if params.maplat {
             for vmm in ["minivmm", "qemu", "floor"] {
                 for size in MAP_SIZES {
@@ -862,6 +930,28 @@ impl Figures {
         for mode in MODES {
             self.row(&mut out, "idle", "idle guest, % of a host CPU", mode, false);
         }
+        let _ = writeln!(
+            out,
+            "\n### Where minivmm's time goes (its counters over the whole fio run, devices/src/perf.rs)\n"
+        );
+        let _ = writeln!(out, "| counter | {} |", params.modes.join(" | "));
+        let _ = writeln!(out, "|---|{}", "---|".repeat(params.modes.len()));
+        for what in [
+            "blk requests per kick",
+            "vCPU exits per blk request",
+            "translations per blk request",
+            "iommu requests per blk request",
+            "iommu requests per kick",
+            "poll hits per window",
+            "poll misses per window",
+        ] {
+            let cells: Vec<String> = params
+                .modes
+                .iter()
+                .map(|mode| cell(self.get("counters", what, mode, "minivmm")))
+                .collect();
+            let _ = writeln!(out, "| {what} | {} |", cells.join(" | "));
+        }
         let _ = writeln!(out, "\n### Boot and memory\n");
         let _ = writeln!(out, "| figure | mode | minivmm | QEMU | minivmm/QEMU | | |");
         let _ = writeln!(out, "|---|---|---|---|---|---|---|");
@@ -1138,6 +1228,11 @@ mod tests {
             Ok(None)
         );
         assert_eq!(parse_line("an ordinary console line"), Ok(None));
+        let counters =
+            "MINIVMM-BENCH-COUNTERS vmm=minivmm kind=fio mode=lazy trial=1 pio_exits=10 \
+                        blk_kicks=4 blk_requests=8 blk_requests_per_kick=2.0 poll_windows=0";
+        assert!(matches!(parse_line(counters), Ok(Some(Record::Counters(c)))
+            if c.values.get("blk_requests") == Some(&8.0) && c.trial == 1));
     }
 
     #[test]
@@ -1183,6 +1278,7 @@ MINIVMM-BENCH-CPU vmm=minivmm kind=fio mode=off trial=1 mark=end:randread-qd1 ti
 MINIVMM-BENCH-CPU vmm=minivmm kind=fio mode=off trial=1 mark=idle-start ticks=1310 guest_ticks=700 hz=100 rss_kib=1 uptime=17
 MINIVMM-BENCH-CPU vmm=minivmm kind=fio mode=off trial=1 mark=idle-end ticks=1315 guest_ticks=700 hz=100 rss_kib=1 uptime=27
 MINIVMM-BENCH-CPU vmm=minivmm kind=fio mode=off trial=1 mark=done ticks=1320 guest_ticks=700 hz=100 rss_kib=204800 uptime=28
+MINIVMM-BENCH-COUNTERS vmm=minivmm kind=fio mode=off trial=1 pio_exits=30 mmio_exits=10 blk_kicks=4 blk_requests=8 translations=0 poll_windows=0
 MINIVMM-BENCH-RUN vmm=minivmm kind=fio mode=off trial=1 rc=0 seconds=30
 MINIVMM-BENCH-RUN vmm=qemu kind=boot mode=none trial=1 rc=0 seconds=18
 MINIVMM-BENCH-RUN vmm=qemu kind=fio mode=lazy trial=1 rc=1 seconds=18",
@@ -1219,6 +1315,22 @@ MINIVMM-BENCH-RUN vmm=qemu kind=fio mode=lazy trial=1 rc=1 seconds=18",
             Some(200.0)
         );
         assert_eq!(get("boot", "L2 boot + poweroff s", "-", "qemu"), Some(18.0));
+        assert_eq!(
+            get("counters", "blk requests per kick", "off", "minivmm"),
+            Some(2.0)
+        );
+        assert_eq!(
+            get("counters", "vCPU exits per blk request", "off", "minivmm"),
+            Some(5.0)
+        );
+        assert_eq!(
+            get("counters", "translations per blk request", "off", "minivmm"),
+            Some(0.0)
+        );
+        assert_eq!(
+            get("counters", "poll hits per window", "off", "minivmm"),
+            None
+        );
         assert_eq!(
             get("maplat", "map+unmap 4 KiB p50 us", "-", "floor"),
             Some(35.0)
