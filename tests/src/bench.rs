@@ -342,8 +342,12 @@ impl Stat {
             .fold(f64::NEG_INFINITY, f64::max)
     }
 
-    /// The spread max/min - 1, in percent.
+    /// The spread max/min - 1, in percent (0 when every trial is 0, NaN
+    /// when only the smallest is).
     pub fn spread_pct(&self) -> f64 {
+        if self.max() == 0.0 {
+            return 0.0;
+        }
         (self.max() / self.min() - 1.0) * 100.0
     }
 }
@@ -836,6 +840,12 @@ fn cell(stat: Option<&Stat>) -> String {
     match stat {
         None => "-".to_string(),
         Some(stat) if stat.values.len() == 1 => num(stat.median()),
+        Some(stat) if !stat.spread_pct().is_finite() => format!(
+            "{} ({}-{})",
+            num(stat.median()),
+            num(stat.min()),
+            num(stat.max())
+        ),
         Some(stat) => format!(
             "{} ({}-{}, {:.0}%)",
             num(stat.median()),
@@ -1262,6 +1272,19 @@ mod tests {
             }
             .median(),
             2.0
+        );
+        assert_eq!(
+            Stat {
+                values: vec![0.0, 0.0]
+            }
+            .spread_pct(),
+            0.0
+        );
+        assert_eq!(
+            cell(Some(&Stat {
+                values: vec![0.0, 2.0]
+            })),
+            "1.00 (0.00-2.00)"
         );
     }
 
