@@ -3,8 +3,8 @@
 # minivmm and the suite's runner, then boots the nested host twice (block
 # I/O, boot, CPU and memory figures of minivmm and QEMU in one L1; map/unmap
 # latency of both and L1's own floor in another) and prints the markdown
-# tables, also written to target/nested/bench.md. Takes about an hour on
-# the project's 2-core machines. Arguments go to the runner
+# tables, also written to target/nested/bench.md. Takes about 40 minutes
+# on the project's 2-core machines. Arguments go to the runner
 # (tests/src/bin/nested-bench.rs): --trials N, --runtime S, --idle S,
 # --smoke (one short trial), --out FILE.
 # Usage: bash benches/nested/run.sh [ARGS]
