@@ -7,14 +7,23 @@
 # static tools from resources/guest/tools (/usr/bin/NAME).
 # For MINIVMM_ARCH's guests (x86_64 by default, aarch64: arm64's busybox,
 # kernel modules and C compiler).
+# With --with-fio it also carries Debian's fio (/usr/bin/fio, from
+# l2-fio.sh) and the shared libraries it needs, at their Debian paths, for
+# the nested benchmark suite (benches/nested/; about 80 MB unpacked, so only
+# that suite's image has it).
 # Usage:
-#   resources/guest-initramfs.sh OUT.cpio.gz
+#   resources/guest-initramfs.sh [--with-fio] OUT.cpio.gz
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 # shellcheck source=resources/lib.sh
 . "$here/lib.sh"
 
-[ $# -eq 1 ] || die "usage: $0 OUT.cpio.gz"
+with_fio=no
+if [ "${1:-}" = --with-fio ]; then
+    with_fio=yes
+    shift
+fi
+[ $# -eq 1 ] || die "usage: $0 [--with-fio] OUT.cpio.gz"
 out="$1"
 ver="$MINIVMM_KERNEL_VERSION"
 kroot="$("$here/guest-kernel.sh")"
@@ -74,5 +83,9 @@ if [ "${#modules[@]}" -gt 0 ] || [ "${#extra[@]}" -gt 0 ]; then
 fi
 if [ "${#modules[@]}" -gt 0 ]; then
     printf '%s\n' "${modules[@]}" >"$root/etc/modules"
+fi
+if [ "$with_fio" = yes ]; then
+    fio_root="$("$here/l2-fio.sh")"
+    copy_foreign_binary "$fio_root/usr/bin/fio" "$fio_root" "$root" /usr/bin/fio
 fi
 pack_cpio "$root" "$out"

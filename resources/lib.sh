@@ -270,9 +270,12 @@ l0_qemu() {
 }
 
 # copy_foreign_binary BIN SYSROOT DEST TARGET: copies BIN (a dynamically
-# linked binary of another architecture, which ldd cannot read) to
+# linked binary of MINIVMM_ARCH whose libraries are in SYSROOT, not on this
+# host: another architecture's, which ldd cannot read, or extracted
+# packages such as l2-fio.sh's) to
 # DEST/TARGET, and every shared library it needs, found by walking the
-# NEEDED entries (readelf -d) through SYSROOT's library directories, to
+# NEEDED entries (readelf -d) through the RUNPATH and SYSROOT's library
+# directories, to
 # DEST at the same paths, plus its dynamic loader (PT_INTERP).
 copy_foreign_binary() {
     local bin="$1" sysroot="$2" dest="$3" target="$4"
@@ -287,15 +290,19 @@ copy_foreign_binary() {
             cp -L "$sysroot/usr$interp" "$dest$interp" || die "no $interp in $sysroot"
     fi
     local -A seen=()
-    local queue=("$bin") file lib dir found
+    local queue=("$bin") file lib dir found runpath
     while [ "${#queue[@]}" -gt 0 ]; do
         file="${queue[0]}"
         queue=("${queue[@]:1}")
+        # A library's RUNPATH/RPATH (absolute directories, e.g. ceph's
+        # private libraries) is searched first.
+        runpath="$(readelf -d "$file" | sed -n 's/.*(R\(UN\)\{0,1\}PATH).*\[\(.*\)\]/\2/p' | tr ':' ' ')"
         for lib in $(readelf -d "$file" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'); do
             [ -z "${seen[$lib]:-}" ] || continue
             seen[$lib]=1
             found=""
-            for dir in /lib/aarch64-linux-gnu /usr/lib/aarch64-linux-gnu /lib /usr/lib; do
+            # shellcheck disable=SC2086
+            for dir in $runpath "/lib/$MINIVMM_ARCH-linux-gnu" "/usr/lib/$MINIVMM_ARCH-linux-gnu" /lib /usr/lib; do
                 if [ -e "$sysroot$dir/$lib" ]; then
                     found="$dir/$lib"
                     break

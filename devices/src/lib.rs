@@ -9,6 +9,7 @@ pub mod bus;
 pub mod guest_events;
 pub mod legacy;
 pub mod pci;
+pub mod perf;
 pub mod ratelimit;
 #[cfg(test)]
 mod test_alloc;

@@ -16,27 +16,34 @@
 # linuxboot_dma.bin, kvmvapic.bin), so an L1 scenario can run the same L2
 # under QEMU/KVM for comparison (scenarios/maplat.sh); with --arch aarch64
 # it is Debian's arm64 qemu-system-aarch64 with its libraries
-# (l1-qemu-aarch64.sh). Only the map_latency test builds that variant; the
-# default image stays small.
+# (l1-qemu-aarch64.sh). Only the map_latency test and the nested benchmark
+# suite build that variant; the default image stays small.
+# With --with-fio the initramfs also carries a second L2 initramfs,
+# /l2/initrd-fio.img: the L2 image with Debian's fio and its libraries
+# (guest-initramfs.sh --with-fio), for the benchmark scenario bench-blk.
+# Every image carries /usr/bin/vfio-maplat (resources/guest/tools/
+# vfio-maplat.c, static), so that the maplat scenario can time L1's own
+# VFIO map/unmap on L1's IOMMU (the floor).
 # With --arch aarch64 everything is arm64's: the Debian arm64 kernel (KVM
 # built in, so no kvm module), an arm64 busybox, tools built with
 # aarch64-linux-gnu-gcc, and the aarch64 minivmm (statically linked).
 # Usage: resources/nested-host/build.sh --minivmm PATH --out DIR [--with-qemu]
-#          [--arch x86_64|aarch64]
+#          [--with-fio] [--arch x86_64|aarch64]
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 res="$(dirname "$here")"
 # shellcheck source=resources/lib.sh
 . "$res/lib.sh"
 
-minivmm="" out="" with_qemu=no
+minivmm="" out="" with_qemu=no with_fio=no
 while [ $# -gt 0 ]; do
     case "$1" in
         --minivmm) minivmm="$2"; shift 2 ;;
         --out) out="$2"; shift 2 ;;
         --with-qemu) with_qemu=yes; shift ;;
+        --with-fio) with_fio=yes; shift ;;
         --arch) use_arch "$2"; shift 2 ;;
-        *) die "usage: $0 --minivmm PATH --out DIR [--with-qemu] [--arch x86_64|aarch64]" ;;
+        *) die "usage: $0 --minivmm PATH --out DIR [--with-qemu] [--with-fio] [--arch x86_64|aarch64]" ;;
     esac
 done
 
@@ -80,6 +87,7 @@ fi
 cc="$MINIVMM_CC"
 command -v "$cc" >/dev/null || die "no C compiler ($cc) for tools/vfio-probe.c (install gcc, or run resources/host-packages.sh for the arm64 one)"
 "$cc" -static -Os -s -Wall -I "$res/tools" -o "$root/usr/bin/vfio-probe" "$here/tools/vfio-probe.c"
+"$cc" -static -O2 -s -Wall -I "$res/tools" -o "$root/usr/bin/vfio-maplat" "$res/guest/tools/vfio-maplat.c"
 if [ "$with_qemu" = yes ] && [ "$MINIVMM_ARCH" = aarch64 ]; then
     # Debian's arm64 QEMU (7.2) and its libraries, resolved with readelf.
     sysroot="$("$res/l1-qemu-aarch64.sh")"
@@ -98,6 +106,10 @@ elif [ "$with_qemu" = yes ]; then
 fi
 cp "$kroot/boot/vmlinuz-$ver" "$root/l2/vmlinuz"
 cp "$out/l2-initrd.img" "$root/l2/initrd.img"
+if [ "$with_fio" = yes ]; then
+    "$res/guest-initramfs.sh" --with-fio "$out/l2-initrd-fio.img"
+    cp "$out/l2-initrd-fio.img" "$root/l2/initrd-fio.img"
+fi
 pack_cpio "$root" "$out/initrd.img"
 cp "$kroot/boot/vmlinuz-$ver" "$out/vmlinuz"
 log "L1 images ready in $out"

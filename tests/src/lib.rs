@@ -49,6 +49,7 @@
 //! assert!(nic.bound && nic.group.is_some());
 //! ```
 
+pub mod bench;
 mod console;
 pub mod environment;
 mod error;

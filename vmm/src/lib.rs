@@ -19,6 +19,7 @@ pub mod logger;
 pub mod plan;
 pub mod platform;
 pub mod running;
+pub mod startup;
 pub mod vcpu;
 pub mod vfio;
 pub mod vm;

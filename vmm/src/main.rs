@@ -38,6 +38,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
 }
 
 fn main() {
+    vmm::startup::mark_exec();
     vmm::logger::init();
     let cli = Cli::parse_from(vmm::cli::expand_plan_subcommand(std::env::args_os()));
     let status = match run(cli) {
@@ -47,6 +48,7 @@ fn main() {
             EXIT_VMM_ERROR
         }
     };
+    log::info!("counters: {}", devices::perf::snapshot());
     // vCPU threads may still sit in KVM_RUN: leave without joining them.
     let _ = std::io::stdout().flush();
     std::process::exit(status)

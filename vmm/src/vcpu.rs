@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use devices::perf::{self, Counter};
 use devices::{Bus, GuestEvent, GuestEvents};
 use kvm_ioctls::{VcpuExit, VcpuFd, VmFd};
 
@@ -71,6 +72,7 @@ impl Vcpu {
 
     /// Runs until this or another vCPU (or a device) raises a stop event.
     pub fn run(&mut self, ctx: &VcpuContext) {
+        crate::startup::first_kvm_run();
         while ctx.events.get().is_none() {
             if let Some(event) = self.run_once(ctx) {
                 ctx.events.raise(event);
@@ -102,12 +104,14 @@ impl Vcpu {
         let id = self.id;
         match self.fd.run() {
             Ok(VcpuExit::IoIn(port, data)) => {
+                perf::count(Counter::PioExits);
                 if !ctx.pio.read(port.into(), data) {
                     data.fill(0xff);
                 }
                 None
             }
             Ok(VcpuExit::IoOut(port, data)) => {
+                perf::count(Counter::PioExits);
                 log::trace!("vCPU {id}: out {port:#x} {data:x?}");
                 if !ctx.pio.write(port.into(), data) {
                     log::debug!("vCPU {id}: write to unclaimed port {port:#x}");
@@ -115,6 +119,7 @@ impl Vcpu {
                 None
             }
             Ok(VcpuExit::MmioRead(addr, data)) => {
+                perf::count(Counter::MmioExits);
                 if !ctx.mmio.read(addr, data) {
                     log::debug!("vCPU {id}: read of unclaimed MMIO {addr:#x}");
                     data.fill(0xff);
@@ -122,6 +127,7 @@ impl Vcpu {
                 None
             }
             Ok(VcpuExit::MmioWrite(addr, data)) => {
+                perf::count(Counter::MmioExits);
                 if !ctx.mmio.write(addr, data) {
                     log::debug!("vCPU {id}: write to unclaimed MMIO {addr:#x}");
                 }

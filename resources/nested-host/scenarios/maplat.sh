@@ -14,7 +14,11 @@
 # starting the VMM to its exit). L1's command line may carry
 #   minivmm.maplat_iters=A,B,C     iterations for 4K, 64K, 2M (default 2000,2000,1000)
 #   minivmm.maplat_order=V,V,...   which VMMs run, in order (default minivmm,qemu;
-#                                  minivmm-nopoll is minivmm with --iommu-poll-us 0)
+#                                  minivmm-nopoll is minivmm with --iommu-poll-us 0;
+#                                  a name may repeat, one trial per run; floor is
+#                                  no VMM: vfio-maplat in L1 itself on the edu and
+#                                  L1's own IOMMU, the floor of the nested
+#                                  benchmark suite, label floor)
 # Expected rc: 0 (every VMM that ran exited 0).
 . /scenarios/vfio.inc
 edu="$(vfio_bdf edu)" || { echo "maplat: no edu passthrough device"; exit 1; }
@@ -62,6 +66,14 @@ for vmm in $(echo "$order" | tr ',' ' '); do
     case "$vmm" in
         minivmm) run_minivmm minivmm ;;
         minivmm-nopoll) run_minivmm minivmm-nopoll --iommu-poll-us 0 ;;
+        floor)
+            # The guest tool, run on L1's own VFIO: one 2 MiB huge page for
+            # its buffer, as in L2.
+            echo 1 >/proc/sys/vm/nr_hugepages 2>/dev/null || true
+            group="$(awk -v bdf="$edu" '$1 == bdf { print $3; exit }' /run/minivmm/vfio)"
+            # shellcheck disable=SC2046
+            vfio-maplat floor "$group" "$edu" $(echo "$iters" | tr ',' ' ')
+            ;;
         qemu)
             if ! command -v "$qemu" >/dev/null; then
                 echo "MINIVMM-MAPLAT-SKIP vmm=qemu reason=no-qemu-in-L1 (build.sh --with-qemu)"
@@ -69,7 +81,7 @@ for vmm in $(echo "$order" | tr ',' ' '); do
             fi
             run_qemu
             ;;
-        *) echo "maplat: unknown VMM $vmm (minivmm, minivmm-nopoll or qemu)"; false ;;
+        *) echo "maplat: unknown VMM $vmm (minivmm, minivmm-nopoll, qemu or floor)"; false ;;
     esac
     rc=$?
     read -r ended _ </proc/uptime

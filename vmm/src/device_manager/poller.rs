@@ -2,6 +2,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use devices::perf::{self, Counter};
 use devices::virtio::iommu::{PollSignal, VirtioIommu};
 
 use super::DeviceError;
@@ -29,11 +30,17 @@ pub(super) fn start_iommu_poller(
                 return;
             };
             let mut idle_since = std::time::Instant::now();
+            perf::count(Counter::PollWindows);
             loop {
                 let worked = iommu
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .poll_requests();
+                perf::count(if worked {
+                    Counter::PollHits
+                } else {
+                    Counter::PollMisses
+                });
                 if worked {
                     idle_since = std::time::Instant::now();
                 } else if idle_since.elapsed() >= window {

@@ -149,6 +149,7 @@ impl<M: GuestMemory> Block<M> {
             counters: &self.counters,
         };
         queue.drain(&self.mem, false, |chain| {
+            crate::perf::count(crate::perf::Counter::BlkRequests);
             let descs: Vec<(GuestAddress, u32, bool)> = chain
                 .map(|d| (d.addr(), d.len(), d.is_write_only()))
                 .collect();
@@ -360,6 +361,7 @@ impl<M: GuestMemory + Send> VirtioDevice for Block<M> {
             );
             return;
         }
+        crate::perf::count(crate::perf::Counter::BlkKicks);
         // The queue is taken out while requests run so that they can borrow
         // the rest of the device.
         let Some(mut queue) = self.queue.take() else {

@@ -550,6 +550,7 @@ impl VirtioIommu {
         let state = &self.shared.state;
         let host = &mut self.host;
         let used_any = queue.drain(mem, poll, |chain| {
+            crate::perf::count(crate::perf::Counter::IommuRequests);
             process_chain(state, host.as_mut(), acked, probe_size, mem, chain)
         });
         if used_any {
@@ -655,7 +656,10 @@ impl VirtioDevice for VirtioIommu {
 
     fn process_queue(&mut self, index: usize) {
         match index {
-            REQUEST_QUEUE => self.process_requests(),
+            REQUEST_QUEUE => {
+                crate::perf::count(crate::perf::Counter::IommuKicks);
+                self.process_requests()
+            }
             EVENT_QUEUE => self.fault_delivery().deliver(),
             _ => crate::guest_log!(
                 log::Level::Warn,

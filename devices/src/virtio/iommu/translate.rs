@@ -108,6 +108,7 @@ impl Iommu for EndpointIommu {
         length: usize,
         access: Permissions,
     ) -> Result<IotlbIterator<Box<Iotlb>>, IommuError> {
+        crate::perf::count(crate::perf::Counter::Translations);
         let start = iova.0;
         if length == 0 {
             return Iotlb::lookup(Box::new(Iotlb::new()), iova, 0, access)
