@@ -1,7 +1,8 @@
 //! Process-wide counters of where the time goes (issue 10): vCPU exits by
 //! kind, virtio-blk kicks and requests, virtio-iommu kicks, requests and
 //! DMA translations, and the request poller's windows, passes with work
-//! (hits) and passes without (misses). Relaxed atomic additions, cheap on
+//! (hits) and passes without (misses), kicks its adaptive window let pass
+//! without polling (skips) and the time it spent polling. Relaxed atomic additions, cheap on
 //! the hot paths; minivmm logs a [`Snapshot`] when it exits, at info level
 //! (`MINIVMM_LOG=info` or `debug`): `minivmm: info: counters: pio_exits=N ...`,
 //! one `key=value` word per counter.
@@ -33,15 +34,24 @@ pub enum Counter {
     PollHits,
     /// Poller passes that found none.
     PollMisses,
+    /// Kicks after which no window opened (the adaptive window was zero).
+    PollSkips,
+    /// Microseconds the poller spent in its windows.
+    PollSpinUs,
 }
 
-const COUNTERS: usize = 10;
+const COUNTERS: usize = 12;
 
 static COUNTS: [AtomicU64; COUNTERS] = [const { AtomicU64::new(0) }; COUNTERS];
 
 /// Adds one to `counter`.
 pub fn count(counter: Counter) {
-    COUNTS[counter as usize].fetch_add(1, Ordering::Relaxed);
+    add(counter, 1);
+}
+
+/// Adds `n` to `counter`.
+pub fn add(counter: Counter, n: u64) {
+    COUNTS[counter as usize].fetch_add(n, Ordering::Relaxed);
 }
 
 /// The value of `counter` now.
@@ -72,6 +82,10 @@ pub struct Snapshot {
     pub poll_hits: u64,
     /// [`Counter::PollMisses`].
     pub poll_misses: u64,
+    /// [`Counter::PollSkips`].
+    pub poll_skips: u64,
+    /// [`Counter::PollSpinUs`].
+    pub poll_spin_us: u64,
 }
 
 /// The counters now.
@@ -87,6 +101,8 @@ pub fn snapshot() -> Snapshot {
         poll_windows: get(Counter::PollWindows),
         poll_hits: get(Counter::PollHits),
         poll_misses: get(Counter::PollMisses),
+        poll_skips: get(Counter::PollSkips),
+        poll_spin_us: get(Counter::PollSpinUs),
     }
 }
 
@@ -105,7 +121,7 @@ impl fmt::Display for Snapshot {
             f,
             "pio_exits={} mmio_exits={} blk_kicks={} blk_requests={} blk_requests_per_kick={} \
              iommu_kicks={} iommu_requests={} translations={} translations_per_blk_request={} \
-             poll_windows={} poll_hits={} poll_misses={}",
+             poll_windows={} poll_hits={} poll_misses={} poll_skips={} poll_spin_us={}",
             self.pio_exits,
             self.mmio_exits,
             self.blk_kicks,
@@ -118,6 +134,8 @@ impl fmt::Display for Snapshot {
             self.poll_windows,
             self.poll_hits,
             self.poll_misses,
+            self.poll_skips,
+            self.poll_spin_us,
         )
     }
 }

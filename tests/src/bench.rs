@@ -87,6 +87,12 @@ pub struct Fio {
     pub p99_us: f64,
 }
 
+/// The idle figure's share of the vCPU threads (KVM_RUN: the guest's own
+/// time and the host kernel's work for its exits).
+const IDLE_VCPUS: &str = "idle guest, vCPU threads, % of a host CPU";
+/// The idle figure's share of every other thread (the VMM's own work).
+const IDLE_OTHERS: &str = "idle guest, other threads, % of a host CPU";
+
 /// The VMM's CPU time and memory at a mark (`MINIVMM-BENCH-CPU`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Cpu {
@@ -104,6 +110,9 @@ pub struct Cpu {
     pub ticks: f64,
     /// The part of `ticks` the vCPUs spent in the guest.
     pub guest_ticks: f64,
+    /// The part of `ticks` of the vCPU threads (guest time included), when
+    /// the marker has it (logs before it was added do not).
+    pub vcpu_ticks: Option<f64>,
     /// Clock ticks per second.
     pub hz: f64,
     /// VmRSS, KiB.
@@ -215,6 +224,18 @@ impl<'a> Fields<'a> {
             value,
         })
     }
+
+    /// A number that may be absent (a field added after older logs).
+    fn optional_number<T: std::str::FromStr>(
+        &self,
+        key: &'static str,
+    ) -> Result<Option<T>, ParseError> {
+        if self.words.contains_key(key) {
+            self.number(key).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
 }
 
 /// Parses one console line: `Ok(None)` for a line without a benchmark
@@ -248,6 +269,7 @@ pub fn parse_line(line: &str) -> Result<Option<Record>, ParseError> {
             mark: f.text("mark")?,
             ticks: f.number("ticks")?,
             guest_ticks: f.number("guest_ticks")?,
+            vcpu_ticks: f.optional_number("vcpu_ticks")?,
             hz: f.number("hz")?,
             rss_kib: f.number("rss_kib")?,
             uptime: f.number("uptime")?,
@@ -473,6 +495,23 @@ impl Figures {
                                 &c.vmm,
                                 cpu / seconds * 100.0,
                             );
+                            if let (Some(end), Some(begin)) = (c.vcpu_ticks, start.vcpu_ticks) {
+                                let vcpus = (end - begin) / c.hz;
+                                figures.push(
+                                    "idle",
+                                    IDLE_VCPUS.into(),
+                                    &c.mode,
+                                    &c.vmm,
+                                    vcpus / seconds * 100.0,
+                                );
+                                figures.push(
+                                    "idle",
+                                    IDLE_OTHERS.into(),
+                                    &c.mode,
+                                    &c.vmm,
+                                    (cpu - vcpus).max(0.0) / seconds * 100.0,
+                                );
+                            }
                         }
                     }
                 }
@@ -530,6 +569,15 @@ impl Figures {
                         ),
                         ("poll hits per window", per(v("poll_hits"), windows)),
                         ("poll misses per window", per(v("poll_misses"), windows)),
+                        (
+                            "kicks without a poll window, per iommu kick",
+                            per(v("poll_skips"), v("iommu_kicks")),
+                        ),
+                        (
+                            "poll window ms, mean",
+                            per(v("poll_spin_us"), windows).map(|us| us / 1000.0),
+                        ),
+                        ("poll s per fio run", v("poll_spin_us").map(|us| us / 1e6)),
                     ] {
                         if let Some(value) = value {
                             figures.push("counters", what.into(), &c.mode, "minivmm", value);
@@ -937,8 +985,10 @@ impl Figures {
                 false,
             );
         }
-        for mode in MODES {
-            self.row(&mut out, "idle", "idle guest, % of a host CPU", mode, false);
+        for what in ["idle guest, % of a host CPU", IDLE_VCPUS, IDLE_OTHERS] {
+            for mode in MODES {
+                self.row(&mut out, "idle", what, mode, false);
+            }
         }
         let _ = writeln!(
             out,
@@ -954,6 +1004,9 @@ impl Figures {
             "iommu requests per kick",
             "poll hits per window",
             "poll misses per window",
+            "kicks without a poll window, per iommu kick",
+            "poll window ms, mean",
+            "poll s per fio run",
         ] {
             let cells: Vec<String> = params
                 .modes
@@ -1298,8 +1351,8 @@ mod tests {
             "MINIVMM-BENCH-CPU vmm=minivmm kind=fio mode=off trial=1 mark=start:randread-qd1 ticks=1000 guest_ticks=500 hz=100 rss_kib=1 uptime=10
 MINIVMM-BENCH-FIO vmm=minivmm mode=off trial=1 job=randread-qd1 iops=400 bw_kib=1600 runtime_ms=5000 p50_us=600 p99_us=6000 error=0
 MINIVMM-BENCH-CPU vmm=minivmm kind=fio mode=off trial=1 mark=end:randread-qd1 ticks=1300 guest_ticks=700 hz=100 rss_kib=1 uptime=16
-MINIVMM-BENCH-CPU vmm=minivmm kind=fio mode=off trial=1 mark=idle-start ticks=1310 guest_ticks=700 hz=100 rss_kib=1 uptime=17
-MINIVMM-BENCH-CPU vmm=minivmm kind=fio mode=off trial=1 mark=idle-end ticks=1315 guest_ticks=700 hz=100 rss_kib=1 uptime=27
+MINIVMM-BENCH-CPU vmm=minivmm kind=fio mode=off trial=1 mark=idle-start ticks=1310 guest_ticks=700 vcpu_ticks=900 hz=100 rss_kib=1 uptime=17
+MINIVMM-BENCH-CPU vmm=minivmm kind=fio mode=off trial=1 mark=idle-end ticks=1315 guest_ticks=700 vcpu_ticks=904 hz=100 rss_kib=1 uptime=27
 MINIVMM-BENCH-CPU vmm=minivmm kind=fio mode=off trial=1 mark=done ticks=1320 guest_ticks=700 hz=100 rss_kib=204800 uptime=28
 MINIVMM-BENCH-COUNTERS vmm=minivmm kind=fio mode=off trial=1 pio_exits=30 mmio_exits=10 blk_kicks=4 blk_requests=8 translations=0 poll_windows=0
 MINIVMM-BENCH-RUN vmm=minivmm kind=fio mode=off trial=1 rc=0 seconds=30
@@ -1328,6 +1381,11 @@ MINIVMM-BENCH-RUN vmm=qemu kind=fio mode=lazy trial=1 rc=1 seconds=18",
         // 0.05 s in 10 s.
         let idle = get("idle", "idle guest, % of a host CPU", "off", "minivmm").expect("idle");
         assert!((idle - 0.5).abs() < 1e-9, "{idle}");
+        // 0.04 s of it the vCPU threads', 0.01 s the others'.
+        let vcpus = get("idle", IDLE_VCPUS, "off", "minivmm").expect("vcpus");
+        assert!((vcpus - 0.4).abs() < 1e-9, "{vcpus}");
+        let others = get("idle", IDLE_OTHERS, "off", "minivmm").expect("others");
+        assert!((others - 0.1).abs() < 1e-9, "{others}");
         assert_eq!(
             get(
                 "memory",

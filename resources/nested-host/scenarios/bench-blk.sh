@@ -17,7 +17,7 @@
 # (and prints): at each `MINIVMM-BENCH-MARK M` line of the guest, and when
 # the console ends, it reads the VMM's /proc/PID/stat and /proc/PID/status
 # and prints
-#   MINIVMM-BENCH-CPU vmm=V kind=K mode=M trial=N mark=M ticks=T guest_ticks=G hz=100 rss_kib=R uptime=S
+#   MINIVMM-BENCH-CPU vmm=V kind=K mode=M trial=N mark=M ticks=T guest_ticks=G vcpu_ticks=C hz=100 rss_kib=R uptime=S
 # (T: utime + stime in clock ticks, G: the part of it the vCPUs spent in
 # the guest, R: VmRSS; uptime: L1's /proc/uptime). minivmm
 # runs with MINIVMM_LOG=info, and its `startup: first KVM_RUN N us after
@@ -67,9 +67,27 @@ sample() {
     # utime and stime are fields 14 and 15, guest_time (the vCPUs' time in
     # the guest, which utime includes) field 43: after the three
     # arguments, positions 17, 18 and 46.
+    # The vCPU threads' share (minivmm's "vcpuN", QEMU's "CPU N/KVM"):
+    # their utime + stime, fields 14 and 15 of the thread's stat, which are
+    # the 12th and 13th words after the ") " that ends its name (a name
+    # may hold spaces).
+    vcpu=0
+    for task in /proc/"$1"/task/*; do
+        comm=""
+        { read -r comm <"$task/comm"; } 2>/dev/null || continue
+        case "$comm" in
+        vcpu[0-9]* | CPU\ [0-9]*/KVM) ;;
+        *) continue ;;
+        esac
+        tstat=""
+        { read -r tstat <"$task/stat"; } 2>/dev/null || continue
+        # shellcheck disable=SC2086
+        set -- ${tstat##*") "}
+        vcpu=$((vcpu + ${12} + ${13}))
+    done
     # shellcheck disable=SC2086
     set -- "$1" "$2" "$3" $stat
-    echo "MINIVMM-BENCH-CPU $2 mark=$3 ticks=$((${17} + ${18})) guest_ticks=${46} hz=100 rss_kib=$rss uptime=$up"
+    echo "MINIVMM-BENCH-CPU $2 mark=$3 ticks=$((${17} + ${18})) guest_ticks=${46} vcpu_ticks=$vcpu hz=100 rss_kib=$rss uptime=$up"
 }
 
 # measured TAG COMMAND...: runs COMMAND (a VMM) with its console through

@@ -1,6 +1,7 @@
 //! The thread that serves the virtio-iommu's request queue between kicks.
 
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use devices::perf::{self, Counter};
 use devices::virtio::iommu::{PollSignal, VirtioIommu};
@@ -8,12 +9,13 @@ use devices::virtio::iommu::{PollSignal, VirtioIommu};
 use super::DeviceError;
 
 /// Starts the thread that serves the virtio-iommu's request queue between
-/// kicks (see `devices::virtio::iommu::poll`).
+/// kicks, for adaptive windows of at most `max_window` (see
+/// `devices::virtio::iommu::poll`).
 pub(super) fn start_iommu_poller(
     iommu: &Arc<Mutex<VirtioIommu>>,
-    window: std::time::Duration,
+    max_window: Duration,
 ) -> Result<(), DeviceError> {
-    let signal = Arc::new(PollSignal::new());
+    let signal = Arc::new(PollSignal::new(max_window));
     iommu
         .lock()
         .unwrap_or_else(|p| p.into_inner())
@@ -25,34 +27,38 @@ pub(super) fn start_iommu_poller(
     std::thread::Builder::new()
         .name("iommu-poll".into())
         .spawn(move || loop {
-            signal.wait();
+            let window = signal.wait();
             let Some(iommu) = weak.upgrade() else {
                 return;
             };
-            let mut idle_since = std::time::Instant::now();
             perf::count(Counter::PollWindows);
+            let opened = Instant::now();
+            let mut idle_since = opened;
+            let mut hits = 0;
             loop {
                 let worked = iommu
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .poll_requests();
-                perf::count(if worked {
-                    Counter::PollHits
-                } else {
-                    Counter::PollMisses
-                });
                 if worked {
-                    idle_since = std::time::Instant::now();
+                    perf::count(Counter::PollHits);
+                    hits += 1;
+                    idle_since = Instant::now();
                 } else if idle_since.elapsed() >= window {
+                    perf::count(Counter::PollMisses);
                     iommu
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
                         .stop_polling();
                     break;
                 } else {
+                    perf::count(Counter::PollMisses);
                     std::hint::spin_loop();
                 }
             }
+            signal.window_ended(window, hits);
+            let spun = u64::try_from(opened.elapsed().as_micros()).unwrap_or(u64::MAX);
+            perf::add(Counter::PollSpinUs, spun);
         })
         .map_err(DeviceError::EventFd)?;
     Ok(())

@@ -23,6 +23,7 @@ use virtio_bindings::virtio_blk::{
     VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK,
 };
 use virtio_bindings::virtio_ids::VIRTIO_ID_BLOCK;
+use virtio_bindings::virtio_ring::VIRTIO_RING_F_EVENT_IDX;
 use virtio_queue::Queue;
 use vm_memory::{Bytes, GuestAddress, GuestMemory, GuestMemoryError, Permissions};
 
@@ -96,7 +97,11 @@ impl<M: GuestMemory> Block<M> {
     /// Builds the device around an already opened image; see
     /// [`BlockConfig`] for `iommu` and `id`.
     pub fn with_disk(mem: M, disk: DiskFile, iommu: bool, id: Option<&str>) -> Self {
+        // EVENT_IDX: the driver says up to which used entry it needs no
+        // interrupt, and the device up to which available entry it needs no
+        // kick (the transport turns it on in the queue when negotiated).
         let mut features = VIRTIO_F_VERSION_1
+            | 1 << VIRTIO_RING_F_EVENT_IDX
             | 1 << VIRTIO_BLK_F_FLUSH
             | 1 << VIRTIO_BLK_F_SEG_MAX
             | 1 << VIRTIO_BLK_F_BLK_SIZE;

@@ -13,11 +13,13 @@ use virtio_bindings::virtio_blk::{
     VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT,
     VIRTIO_BLK_T_WRITE_ZEROES,
 };
-use virtio_bindings::virtio_ring::{VRING_DESC_F_NEXT, VRING_DESC_F_WRITE};
+use virtio_bindings::virtio_ring::{
+    VIRTIO_RING_F_EVENT_IDX, VRING_DESC_F_NEXT, VRING_DESC_F_WRITE,
+};
 use virtio_queue::desc::split::Descriptor as SplitDescriptor;
 use virtio_queue::desc::RawDescriptor;
 use virtio_queue::mock::MockSplitQueue;
-use virtio_queue::Queue;
+use virtio_queue::{Queue, QueueT};
 use vm_memory::iommu::{Error as IommuError, IotlbIterator, IovaRange};
 use vm_memory::{
     Address, Bytes, GuestAddress, GuestMemory, GuestMemoryMmap, Iommu, IommuMemory, Iotlb,
@@ -612,6 +614,41 @@ fn drains_everything_with_one_notification() {
     assert_eq!(irq.queue_notifications(), 1);
 }
 
+/// With EVENT_IDX the device interrupts only when its used index passes
+/// the driver's `used_event`, and asks for a kick at the next available
+/// entry through `avail_event`.
+#[test]
+fn event_idx_suppresses_interrupts_the_driver_does_not_want() {
+    let setup = Setup::new();
+    let mut driver = setup.driver();
+    let mut block = Block::new(setup.mem.clone(), setup.image.config()).expect("device");
+    block.set_acked_features(block.device_features());
+    let mut queue = driver.queue();
+    queue.set_event_idx(true);
+    let irq = Arc::new(CountingInterrupt::default());
+    block
+        .activate(vec![(0, queue)], irq.clone())
+        .expect("activate");
+    let size = u64::from(super::QUEUE_SIZE);
+    // used_event sits after the available ring's entries.
+    let used_event = driver.queue.avail_addr().unchecked_add(4 + 2 * size);
+    let avail_event = driver.queue.used_addr().unchecked_add(4 + 8 * size);
+
+    // The driver wants an interrupt only once entry 3 is used.
+    setup.mem.write_obj(3u16, used_event).expect("used_event");
+    let first = [driver.read(0, &[512]), driver.read(1, &[512])];
+    block.process_queue(0);
+    assert!(first.iter().all(|r| driver.status(r) == OK));
+    assert_eq!(irq.queue_notifications(), 0, "entries 0-1 used: not wanted");
+    let next: u16 = setup.mem.read_obj(avail_event).expect("avail_event");
+    assert_eq!(next, 2, "the next kick is wanted at entry 2");
+
+    let second = [driver.read(2, &[512]), driver.read(3, &[512])];
+    block.process_queue(0);
+    assert!(second.iter().all(|r| driver.status(r) == OK));
+    assert_eq!(irq.queue_notifications(), 1, "entry 3 used: interrupt");
+}
+
 #[test]
 fn config_space_and_features() {
     let setup = Setup::new();
@@ -641,6 +678,7 @@ fn config_space_and_features() {
     assert_eq!(u64::from_le_bytes(capacity), SECTORS);
 
     let base = VIRTIO_F_VERSION_1
+        | 1 << VIRTIO_RING_F_EVENT_IDX
         | 1 << VIRTIO_BLK_F_FLUSH
         | 1 << VIRTIO_BLK_F_SEG_MAX
         | 1 << VIRTIO_BLK_F_BLK_SIZE;

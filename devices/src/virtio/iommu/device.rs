@@ -525,9 +525,16 @@ impl VirtioIommu {
     }
 
     fn process_requests(&mut self) {
-        let keep_polling = self.poller.is_some();
-        self.drain_requests(keep_polling);
-        if keep_polling && !self.polling && self.request_queue.is_some() {
+        // A kick while a window is open (one that raced with notifications
+        // going off) keeps it open; otherwise the poller's adaptive window
+        // says whether one opens.
+        let open = match &self.poller {
+            Some(_) if self.polling => false,
+            Some(p) => self.request_queue.is_some() && p.wants_window(),
+            None => false,
+        };
+        self.drain_requests(self.polling || open);
+        if open {
             self.polling = true;
             if let Some(p) = &self.poller {
                 p.wake();

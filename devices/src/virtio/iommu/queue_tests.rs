@@ -136,7 +136,9 @@ fn a_poller_never_spins_on_a_broken_request_queue() {
     let mem = memory();
     let irq = Arc::new(Recorder::default());
     let mut dev = device(&mem, irq.clone());
-    dev.set_poller(Arc::new(PollSignal::new()));
+    dev.set_poller(Arc::new(PollSignal::new(std::time::Duration::from_millis(
+        1,
+    ))));
     let reqq = MockSplitQueue::create(&mem, GuestAddress(REQQ), SIZE);
     attach_request(&mem, &reqq, 0);
     let used_idx = reqq.used_addr().unchecked_add(2);

@@ -1006,7 +1006,7 @@ fn no_notify(h: &Harness<'_>) -> bool {
 fn polling_serves_requests_without_kicks_and_hands_back_to_notifications() {
     let mem = guest_memory();
     let mut h = Harness::new(&mem, config(), all_features());
-    let signal = Arc::new(super::PollSignal::new());
+    let signal = Arc::new(super::PollSignal::new(std::time::Duration::from_millis(1)));
     h.dev.set_poller(signal.clone());
     assert!(!h.dev.poll_requests(), "no window open before a kick");
 
@@ -1031,6 +1031,29 @@ fn polling_serves_requests_without_kicks_and_hands_back_to_notifications() {
     assert!(!no_notify(&h));
     assert_eq!(h.used().len(), 1);
     assert!(!h.dev.poll_requests(), "window closed");
+}
+
+#[test]
+fn a_kick_opens_no_window_once_the_adaptive_window_is_zero() {
+    let mem = guest_memory();
+    let mut h = Harness::new(&mem, config(), all_features());
+    let signal = Arc::new(super::PollSignal::new(std::time::Duration::from_millis(1)));
+    h.dev.set_poller(signal.clone());
+    // Windows that find nothing: the window decays to zero.
+    while !signal.current_window().is_zero() {
+        signal.window_ended(signal.current_window(), 0);
+    }
+    h.submit(&attach(1, 8, 0), 4);
+    h.dev.process_queue(REQUEST_QUEUE);
+    assert_eq!(h.used().len(), 1, "the kick is served at once");
+    assert!(
+        !no_notify(&h),
+        "notifications stay on: the next request kicks"
+    );
+    h.submit(&map(1, 0, 0xfff, 0x10_0000, 3), 4);
+    assert!(!h.dev.poll_requests(), "no window is open");
+    h.dev.process_queue(REQUEST_QUEUE);
+    assert_eq!(h.used().len(), 1);
 }
 
 /// Hostile guests: random request bytes and buffer shapes never panic, and
