@@ -2,7 +2,8 @@
 //! kind, virtio-blk kicks and requests, virtio-iommu kicks, requests and
 //! DMA translations, and the request poller's windows, passes with work
 //! (hits) and passes without (misses), kicks its adaptive window let pass
-//! without polling (skips) and the time it spent polling. Relaxed atomic additions, cheap on
+//! without polling (skips), the time it spent polling and the time spent
+//! serving virtio-iommu requests. Relaxed atomic additions, cheap on
 //! the hot paths; minivmm logs a [`Snapshot`] when it exits, at info level
 //! (`MINIVMM_LOG=info` or `debug`): `minivmm: info: counters: pio_exits=N ...`,
 //! one `key=value` word per counter.
@@ -38,9 +39,13 @@ pub enum Counter {
     PollSkips,
     /// Microseconds the poller spent in its windows.
     PollSpinUs,
+    /// Nanoseconds spent serving virtio-iommu requests (parsing, the
+    /// domain state, the host IOMMU's MAP/UNMAP, the reply), kicked or
+    /// polled.
+    IommuServiceNs,
 }
 
-const COUNTERS: usize = 12;
+const COUNTERS: usize = 13;
 
 static COUNTS: [AtomicU64; COUNTERS] = [const { AtomicU64::new(0) }; COUNTERS];
 
@@ -86,6 +91,8 @@ pub struct Snapshot {
     pub poll_skips: u64,
     /// [`Counter::PollSpinUs`].
     pub poll_spin_us: u64,
+    /// [`Counter::IommuServiceNs`].
+    pub iommu_service_ns: u64,
 }
 
 /// The counters now.
@@ -103,6 +110,7 @@ pub fn snapshot() -> Snapshot {
         poll_misses: get(Counter::PollMisses),
         poll_skips: get(Counter::PollSkips),
         poll_spin_us: get(Counter::PollSpinUs),
+        iommu_service_ns: get(Counter::IommuServiceNs),
     }
 }
 
@@ -121,7 +129,8 @@ impl fmt::Display for Snapshot {
             f,
             "pio_exits={} mmio_exits={} blk_kicks={} blk_requests={} blk_requests_per_kick={} \
              iommu_kicks={} iommu_requests={} translations={} translations_per_blk_request={} \
-             poll_windows={} poll_hits={} poll_misses={} poll_skips={} poll_spin_us={}",
+             poll_windows={} poll_hits={} poll_misses={} poll_skips={} poll_spin_us={} \
+             iommu_service_ns={}",
             self.pio_exits,
             self.mmio_exits,
             self.blk_kicks,
@@ -136,6 +145,7 @@ impl fmt::Display for Snapshot {
             self.poll_misses,
             self.poll_skips,
             self.poll_spin_us,
+            self.iommu_service_ns,
         )
     }
 }

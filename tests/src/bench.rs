@@ -578,6 +578,10 @@ impl Figures {
                             per(v("poll_spin_us"), windows).map(|us| us / 1000.0),
                         ),
                         ("poll s per fio run", v("poll_spin_us").map(|us| us / 1e6)),
+                        (
+                            "iommu service us per request",
+                            per(v("iommu_service_ns"), v("iommu_requests")).map(|ns| ns / 1000.0),
+                        ),
                     ] {
                         if let Some(value) = value {
                             figures.push("counters", what.into(), &c.mode, "minivmm", value);
@@ -1007,6 +1011,7 @@ impl Figures {
             "kicks without a poll window, per iommu kick",
             "poll window ms, mean",
             "poll s per fio run",
+            "iommu service us per request",
         ] {
             let cells: Vec<String> = params
                 .modes

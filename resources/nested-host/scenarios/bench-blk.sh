@@ -57,22 +57,20 @@ mkfifo "$fifo"
 # sample PID TAG MARK: prints the CPU line for PID (builtins only: a forked
 # command could reap the VMM before its last sample).
 sample() {
+    s_pid="$1" s_tag="$2" s_mark="$3"
     stat=""
-    { read -r stat <"/proc/$1/stat"; } 2>/dev/null || return 0
+    { read -r stat <"/proc/$s_pid/stat"; } 2>/dev/null || return 0
     rss=0
     { while read -r key value _; do
         [ "$key" = VmRSS: ] && rss="$value"
-    done <"/proc/$1/status"; } 2>/dev/null
+    done <"/proc/$s_pid/status"; } 2>/dev/null
     read -r up _ </proc/uptime
-    # utime and stime are fields 14 and 15, guest_time (the vCPUs' time in
-    # the guest, which utime includes) field 43: after the three
-    # arguments, positions 17, 18 and 46.
     # The vCPU threads' share (minivmm's "vcpuN", QEMU's "CPU N/KVM"):
     # their utime + stime, fields 14 and 15 of the thread's stat, which are
     # the 12th and 13th words after the ") " that ends its name (a name
     # may hold spaces).
     vcpu=0
-    for task in /proc/"$1"/task/*; do
+    for task in /proc/"$s_pid"/task/*; do
         comm=""
         { read -r comm <"$task/comm"; } 2>/dev/null || continue
         case "$comm" in
@@ -85,8 +83,11 @@ sample() {
         set -- ${tstat##*") "}
         vcpu=$((vcpu + ${12} + ${13}))
     done
+    # utime and stime are fields 14 and 15, guest_time (the vCPUs' time in
+    # the guest, which utime includes) field 43: after the three
+    # arguments, positions 17, 18 and 46.
     # shellcheck disable=SC2086
-    set -- "$1" "$2" "$3" $stat
+    set -- "$s_pid" "$s_tag" "$s_mark" $stat
     echo "MINIVMM-BENCH-CPU $2 mark=$3 ticks=$((${17} + ${18})) guest_ticks=${46} vcpu_ticks=$vcpu hz=100 rss_kib=$rss uptime=$up"
 }
 

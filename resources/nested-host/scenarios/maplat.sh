@@ -30,7 +30,8 @@ l2_cmdline="console=ttyS0 quiet panic=-1 minivmm.test=maplat minivmm.maplat_iter
 run_minivmm() {
     label="$1"
     shift
-    minivmm --kernel /l2/vmlinuz --initrd /l2/initrd.img --cpus 1 --memory 512M "$@" \
+    # Its counters (devices/src/perf.rs) land in this console at exit.
+    MINIVMM_LOG=info minivmm --kernel /l2/vmlinuz --initrd /l2/initrd.img --cpus 1 --memory 512M "$@" \
         --vfio "$edu,iommu=on" --cmdline "$l2_cmdline minivmm.maplat_vmm=$label"
 }
 

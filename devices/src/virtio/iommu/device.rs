@@ -558,7 +558,11 @@ impl VirtioIommu {
         let host = &mut self.host;
         let used_any = queue.drain(mem, poll, |chain| {
             crate::perf::count(crate::perf::Counter::IommuRequests);
-            process_chain(state, host.as_mut(), acked, probe_size, mem, chain)
+            let started = std::time::Instant::now();
+            let len = process_chain(state, host.as_mut(), acked, probe_size, mem, chain);
+            let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            crate::perf::add(crate::perf::Counter::IommuServiceNs, ns);
+            len
         });
         if used_any {
             queue.notify_used(mem);
