@@ -59,9 +59,11 @@ pub struct Cli {
     #[arg(long, value_name = "BDF[,iommu=on|off]")]
     pub vfio: Vec<String>,
 
-    /// After each virtio-iommu request, keep watching its queue for this
-    /// many microseconds so that the next request needs no guest exit (a
-    /// busy-polling thread; 0 turns it off and every request is a kick).
+    /// After each virtio-iommu request, keep watching its queue for up to
+    /// this many microseconds so that the next request needs no guest exit
+    /// (a busy-polling thread whose window adapts: it grows while polling
+    /// finds requests and shrinks to nothing when it does not; 0 turns it
+    /// off and every request is a kick).
     #[arg(long, value_name = "US", default_value_t = 1000)]
     pub iommu_poll_us: u64,
 

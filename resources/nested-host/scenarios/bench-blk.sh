@@ -158,9 +158,11 @@ run_vmm() {
                 platform=",iommu_platform=on"
             fi
             [ "$kind" = boot ] || devices="$devices -drive file=$image,if=none,format=raw,id=d0 -device virtio-blk-pci,drive=d0,disable-legacy=on$platform"
+            # debug-threads=on names QEMU's vCPU threads "CPU N/KVM" (for
+            # sample's vCPU share); nothing else changes.
             # shellcheck disable=SC2086
             measured "$tag" qemu-system-x86_64 -accel kvm -M q35 -cpu host -smp 1 -m 512M \
-                -nodefaults -vga none -display none -no-reboot -net none \
+                -name bench,debug-threads=on -nodefaults -vga none -display none -no-reboot -net none \
                 -chardev stdio,id=con,signal=off -serial chardev:con -monitor none \
                 -bios /usr/share/seabios/bios-256k.bin \
                 -kernel /l2/vmlinuz -initrd "$initrd" -append "$cmdline" $devices
