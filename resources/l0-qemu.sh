@@ -20,22 +20,17 @@ packages=(qemu-system-x86 qemu-system-arm qemu-system-data qemu-system-common)
 
 if [ ! -f "$dir/.done" ]; then
     ensure_packages ca-certificates debian-archive-keyring
-    rm -rf "$dir" "$dir.tmp"
-    mkdir -p "$dir.tmp/apt/lists/partial" "$dir.tmp/debs"
+    apt_dir="$dir.apt"
+    rm -rf "$apt_dir"
+    mkdir -p "$apt_dir/lists/partial"
     echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian bookworm-backports main" \
-        >"$dir.tmp/apt/sources.list"
-    apt_opts=(-q -o "Dir::Etc::SourceList=$dir.tmp/apt/sources.list" -o "Dir::Etc::SourceParts=/dev/null"
-        -o "Dir::State::Lists=$dir.tmp/apt/lists")
+        >"$apt_dir/sources.list"
+    apt_opts=(-q -o "Dir::Etc::SourceList=$apt_dir/sources.list" -o "Dir::Etc::SourceParts=/dev/null"
+        -o "Dir::State::Lists=$apt_dir/lists")
     log "fetching QEMU $ver from bookworm-backports"
     apt-get "${apt_opts[@]}" update >&2
-    chmod 0777 "$dir.tmp/debs"
-    (cd "$dir.tmp/debs" && apt-get "${apt_opts[@]}" download "${packages[@]/%/=$ver}" >&2)
-    for deb in "$dir.tmp"/debs/*.deb; do
-        dpkg-deb -x "$deb" "$dir.tmp/root"
-    done
-    mv "$dir.tmp/root" "$dir"
-    rm -rf "$dir.tmp"
-    touch "$dir/.done"
+    fetch_extracted "$dir" "${apt_opts[@]}" -- "${packages[@]/%/=$ver}"
+    rm -rf "$apt_dir"
 fi
 [ -x "$dir/usr/bin/qemu-system-x86_64" ] || die "no qemu-system-x86_64 in $dir"
 printf '%s\n' "$dir"

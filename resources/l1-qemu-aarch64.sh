@@ -15,20 +15,10 @@ set -euo pipefail
 dir="$(cache_dir)/qemu-arm64-sysroot"
 if [ ! -f "$dir/.done" ]; then
     ensure_foreign_arch arm64
-    rm -rf "$dir" "$dir.tmp"
-    mkdir -p "$dir.tmp/debs"
-    chmod 0777 "$dir.tmp/debs"
-    mapfile -t packages < <(apt-cache depends --recurse --no-recommends --no-suggests \
-        --no-conflicts --no-breaks --no-replaces --no-enhances --no-pre-depends \
-        qemu-system-arm:arm64 | grep -v '^ ' | grep -E '^(lib|zlib1g).*:arm64$' | sort -u)
+    mapfile -t packages < <(library_closure qemu-system-arm:arm64)
+    [ "${#packages[@]}" -gt 0 ] || die "apt knows no dependencies of qemu-system-arm:arm64 (run apt-get update)"
     log "fetching qemu-system-arm:arm64 and ${#packages[@]} library packages"
-    (cd "$dir.tmp/debs" && apt-get download -q qemu-system-arm:arm64 "${packages[@]}" >&2)
-    for deb in "$dir.tmp"/debs/*.deb; do
-        dpkg-deb -x "$deb" "$dir.tmp/root"
-    done
-    mv "$dir.tmp/root" "$dir"
-    rm -rf "$dir.tmp"
-    touch "$dir/.done"
+    fetch_extracted "$dir" -- qemu-system-arm:arm64 "${packages[@]}"
 fi
 [ -x "$dir/usr/bin/qemu-system-aarch64" ] || die "no qemu-system-aarch64 in $dir"
 printf '%s\n' "$dir"

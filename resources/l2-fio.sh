@@ -19,22 +19,10 @@ qualifier=""
 [ "$MINIVMM_DEB_ARCH" = "$(dpkg --print-architecture)" ] || qualifier=":$MINIVMM_DEB_ARCH"
 if [ ! -f "$dir/.done" ]; then
     [ -z "$qualifier" ] || ensure_foreign_arch "$MINIVMM_DEB_ARCH"
-    rm -rf "$dir" "$dir.tmp"
-    mkdir -p "$dir.tmp/debs"
-    # apt downloads as the _apt user: give it a directory it may write.
-    chmod 0777 "$dir.tmp/debs"
-    mapfile -t packages < <(apt-cache depends --recurse --no-recommends --no-suggests \
-        --no-conflicts --no-breaks --no-replaces --no-enhances --no-pre-depends \
-        "fio$qualifier" | grep -v '^ ' | grep -E "^(lib|zlib1g)[^:]*$qualifier\$" | sort -u)
+    mapfile -t packages < <(library_closure "fio$qualifier")
     [ "${#packages[@]}" -gt 0 ] || die "apt knows no dependencies of fio$qualifier (run apt-get update)"
     log "fetching fio $version and ${#packages[@]} library packages"
-    (cd "$dir.tmp/debs" && apt-get download -q "fio$qualifier=$version" "${packages[@]}" >&2)
-    for deb in "$dir.tmp"/debs/*.deb; do
-        dpkg-deb -x "$deb" "$dir.tmp/root"
-    done
-    mv "$dir.tmp/root" "$dir"
-    rm -rf "$dir.tmp"
-    touch "$dir/.done"
+    fetch_extracted "$dir" -- "fio$qualifier=$version" "${packages[@]}"
 fi
 [ -x "$dir/usr/bin/fio" ] || die "no fio in $dir"
 printf '%s\n' "$dir"

@@ -113,6 +113,43 @@ ensure_foreign_arch() {
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q >&2
 }
 
+# library_closure PKG: the library packages (lib*, zlib1g) of PKG's
+# dependency closure as apt resolves it, one per line, with PKG's
+# architecture qualifier (PKG may be name:ARCH) and none for native ones.
+library_closure() {
+    local qualifier=""
+    case "$1" in *:*) qualifier=":${1##*:}" ;; esac
+    apt-cache depends --recurse --no-recommends --no-suggests \
+        --no-conflicts --no-breaks --no-replaces --no-enhances --no-pre-depends \
+        "$1" | grep -v '^ ' | grep -E "^(lib|zlib1g)[^:]*$qualifier\$" | sort -u
+}
+
+# fetch_extracted DIR [APT_OPTION...] -- PKG...: downloads the Debian
+# packages PKG... (apt-get download, with APT_OPTIONs) and extracts them all
+# into DIR (never installed), through DIR.tmp so an interrupted run leaves
+# nothing that looks complete; DIR/.done marks it complete.
+fetch_extracted() {
+    local dir="$1" opts=() deb
+    shift
+    while [ "$#" -gt 0 ] && [ "$1" != -- ]; do
+        opts+=("$1")
+        shift
+    done
+    [ "${1:-}" = -- ] || die "fetch_extracted: no -- before the packages"
+    shift
+    rm -rf "$dir" "$dir.tmp.debs" "$dir.tmp.root"
+    mkdir -p "$dir.tmp.debs"
+    # apt downloads as the _apt user: give it a directory it may write.
+    chmod 0777 "$dir.tmp.debs"
+    (cd "$dir.tmp.debs" && apt-get "${opts[@]}" download -q "$@" >&2)
+    for deb in "$dir.tmp.debs"/*.deb; do
+        dpkg-deb -x "$deb" "$dir.tmp.root"
+    done
+    mv "$dir.tmp.root" "$dir"
+    rm -rf "$dir.tmp.debs"
+    touch "$dir/.done"
+}
+
 # copy_modules KROOT VERSION DEST MODULE...: copies the named modules and every
 # module they depend on (per KROOT/lib/modules/VERSION/modules.dep) into
 # DEST/lib/modules/VERSION, decompressing .ko.xz to .ko, then runs depmod on
