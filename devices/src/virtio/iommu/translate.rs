@@ -10,7 +10,7 @@
 //! the requested range, which is what vm-memory's iterator reads from.
 //! Failed translations are reported as faults on the event queue.
 
-use std::sync::{Arc, PoisonError};
+use std::sync::Arc;
 
 use vm_memory::iommu::{Error as IommuError, IotlbIterator, IovaRange};
 use vm_memory::{GuestAddress, Iommu, Iotlb, Permissions};
@@ -58,11 +58,7 @@ impl EndpointIommu {
     /// Fills an IOTLB with the translation of `start..=last`.
     fn fill(&self, start: u64, last: u64, length: usize) -> Result<Iotlb, FaultReason> {
         let mut tlb = Iotlb::new();
-        let state = self
-            .shared
-            .state
-            .read()
-            .unwrap_or_else(PoisonError::into_inner);
+        let state = self.shared.state.read();
         match state.resolve(self.endpoint) {
             Resolution::Identity => {
                 // Cannot fail: the Iotlb accepts any range that fits u64.
