@@ -2,29 +2,31 @@
 //! vm-memory's [`Iommu`] so the VMM can give an emulated device behind the
 //! virtio-iommu an `IommuMemory<GuestMemoryMmap, EndpointIommu>`.
 //!
-//! A translation is resolved from the domain state, or taken from a small
-//! per-translator cache of what recent resolutions found: the whole
-//! mapping an access fell in (or, in bypass, the identity over the whole
-//! space), as a ready [`Iotlb`] shared by reference count, labelled with
-//! the state's generation at the time it was read (`state.rs`). A cached
-//! entry is used only while the generation is unchanged and only for an
-//! access that lies entirely inside it, and then gives exactly what a
-//! resolution would: every change that can remove or change a translation
-//! (UNMAP, DETACH, ATTACH, bypass changes, reset, a released endpoint)
-//! bumps the generation under the write lock, and the only change that
-//! does not, MAP, adds a mapping where nothing was mapped, which no entry
-//! covers. Nothing negative is cached: an access not inside one entry
-//! (unmapped, across mappings, a fault) is resolved from the state.
+//! What is cached, and why it is exact: each translator keeps the last
+//! `CACHE_ENTRIES` translations it resolved for an access inside one
+//! mapping, as that whole mapping (in bypass, the identity over the whole
+//! space) in a ready [`Iotlb`] shared by reference count, labelled with the
+//! state's generation read under the state's read lock (`state.rs`). An
+//! entry serves an access only while the generation is unchanged and only
+//! when the access lies inside it. Every change that can remove or change a
+//! translation (UNMAP, DETACH, ATTACH, a bypass change, reset, a released
+//! endpoint) bumps the generation under the write lock; MAP does not, but
+//! it only adds a mapping where nothing was mapped, which leaves every
+//! entry true. So a hit gives exactly what resolving from the state would.
+//! Nothing negative is cached: unmapped addresses, accesses across
+//! mappings and faults are resolved from the state every time.
 //!
-//! So an UNMAP, DETACH or bypass change applies to every access that
-//! starts after its request completed (the generation was bumped before
-//! the reply was written). An access that already holds its translation
-//! (the returned iterator) finishes with it.
+//! Ordering: a change's request completes (its reply goes to the used
+//! ring) only after the bump, so an access that starts after the guest saw
+//! an UNMAP, DETACH or bypass change complete misses the old entries and
+//! sees the new state. An access that already holds its translation (the
+//! returned iterator) finishes with it.
 //!
-//! A resolution that is not cached builds a private [`Iotlb`] holding just
-//! the pieces of the requested range, which is what vm-memory's iterator
-//! reads from. Failed translations are reported as faults on the event
-//! queue.
+//! A miss resolves from the state and builds an [`Iotlb`]: the whole
+//! mapping (then cached) when the access lies in one, else just the pieces
+//! of the requested range. The cache's mutex is only `try_lock`ed: a
+//! translator used from two threads at once resolves instead of waiting.
+//! Failed translations are reported as faults on the event queue.
 
 use std::sync::{Arc, Mutex};
 
