@@ -6,7 +6,7 @@
 //! hole in the middle of the existing mappings.
 
 use std::hint::black_box;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion};
 use devices::virtio::iommu::domains::{IommuState, Limits};
@@ -16,6 +16,7 @@ use devices::virtio::iommu::protocol::{
     VIRTIO_IOMMU_T_ATTACH, VIRTIO_IOMMU_T_MAP, VIRTIO_IOMMU_T_UNMAP,
 };
 use devices::virtio::iommu::request::{handle_map, handle_unmap, RequestContext};
+use devices::virtio::iommu::state::StateLock;
 use devices::virtio::iommu::{EndpointConfig, IommuConfig, VirtioIommu};
 use devices::virtio::{VirtioDevice, VirtioInterrupt};
 use virtio_queue::desc::split::Descriptor;
@@ -41,7 +42,7 @@ fn probe_page(n: u64) -> u64 {
     existing(n / 2) + PAGE
 }
 
-fn state_with(n: u64) -> RwLock<IommuState> {
+fn state_with(n: u64) -> StateLock {
     let limits = Limits {
         granule: PAGE,
         input_start: 0,
@@ -62,7 +63,7 @@ fn state_with(n: u64) -> RwLock<IommuState> {
         };
         state.map(DOMAIN, m).expect("populate");
     }
-    RwLock::new(state)
+    StateLock::new(state)
 }
 
 fn bench_request_level(c: &mut Criterion) {
@@ -104,7 +105,6 @@ fn bench_request_level(c: &mut Criterion) {
         let len = ctx
             .state
             .read()
-            .expect("state")
             .domain(DOMAIN)
             .and_then(|d| d.mappings())
             .map(|m| m.len() as u64);
@@ -188,7 +188,6 @@ fn bench_map_and_unmap_separately(c: &mut Criterion) {
             let len = ctx
                 .state
                 .read()
-                .expect("state")
                 .domain(DOMAIN)
                 .and_then(|d| d.mappings())
                 .map(|m| m.len() as u64);

@@ -10,31 +10,36 @@
 //!
 //! Locking: the state is read-locked while the host changes, so the
 //! translations of emulated endpoints (readers) go on during long VFIO
-//! calls, and write-locked only for the commit. Only the request path,
-//! which holds the `&mut HostSpaces`, changes the state, so nothing can
-//! change between the check and the commit.
+//! calls, and write-locked only for the commit, which bumps the generation
+//! the translators' caches check (`state.rs`; MAP excepted, as it only
+//! adds). Only the request path, which holds the `&mut HostSpaces`,
+//! changes the state, so nothing can change between the check and the
+//! commit.
 
-use std::sync::{PoisonError, RwLock, RwLockReadGuard};
+use std::sync::RwLockReadGuard;
 
 use super::dma::DmaError;
 use super::domains::{DomainError, IommuState};
 use super::host::{host_can_map, host_mapping, Content, HostSpaces};
 use super::mappings::Mapping;
+use super::state::StateLock;
 
 /// The two sides a domain change is applied to.
 pub struct Sides<'a> {
     /// The virtual state.
-    pub state: &'a RwLock<IommuState>,
+    pub state: &'a StateLock,
     /// The host address spaces, when some endpoint is assigned.
     pub host: Option<&'a mut HostSpaces>,
 }
 
-fn read(state: &RwLock<IommuState>) -> RwLockReadGuard<'_, IommuState> {
-    state.read().unwrap_or_else(PoisonError::into_inner)
+fn read(state: &StateLock) -> RwLockReadGuard<'_, IommuState> {
+    state.read()
 }
 
-fn commit(state: &RwLock<IommuState>, f: impl FnOnce(&mut IommuState)) {
-    f(&mut state.write().unwrap_or_else(PoisonError::into_inner));
+/// Commits a change; the translators' caches learn of it through the
+/// generation the write guard bumps (see `state.rs`).
+fn commit(state: &StateLock, f: impl FnOnce(&mut IommuState)) {
+    f(&mut state.write());
 }
 
 /// The host side, if it can take requests for `endpoint` (`None`: no host
@@ -140,7 +145,8 @@ pub fn map(sides: &mut Sides<'_>, domain: u32, mapping: Mapping) -> Result<(), D
         }
     }
     drop(state);
-    commit(sides.state, |s| s.commit_map(domain, mapping));
+    // Adds a translation and removes none: no generation bump.
+    sides.state.add_mapping(domain, mapping);
     Ok(())
 }
 

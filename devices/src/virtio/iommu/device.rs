@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 use std::ops::RangeInclusive;
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use virtio_queue::Queue;
 use vm_memory::{ByteValued, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
@@ -24,6 +24,7 @@ use super::protocol::{
     VIRTIO_IOMMU_F_PROBE,
 };
 use super::request::process_chain;
+use super::state::StateLock;
 use super::translate::EndpointIommu;
 use super::Shared;
 use crate::virtio::queue::DeviceQueue;
@@ -284,7 +285,7 @@ impl VirtioIommu {
         let faults = FaultQueue::new(config.fault_backlog).map_err(Error::EventFd)?;
         Ok(Self {
             shared: Arc::new(Shared {
-                state: RwLock::new(state),
+                state: StateLock::new(state),
                 faults,
             }),
             mem,
@@ -476,11 +477,7 @@ impl VirtioIommu {
     }
 
     fn read_state<T>(&self, f: impl FnOnce(&IommuState) -> T) -> T {
-        f(&self
-            .shared
-            .state
-            .read()
-            .unwrap_or_else(PoisonError::into_inner))
+        f(&self.shared.state.read())
     }
 
     fn config(&self) -> Config {

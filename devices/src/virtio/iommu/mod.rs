@@ -14,11 +14,10 @@
 //! store), `domains` (endpoints, domains, bypass), `host` (host address
 //! spaces of assigned endpoints), `apply` (changes applied to both sides),
 //! `request` (request parsing and handlers), `probe` (PROBE properties),
-//! `translate` (DMA translation), `event` (fault queue), `dma` (back-end
+//! `state` (the state's lock and generation), `translate` (DMA
+//! translation and its cache), `event` (fault queue), `dma` (back-end
 //! trait), `device` (the `VirtioDevice`), `testing` (a fake back-end, with
 //! the `test-utils` feature).
-
-use std::sync::RwLock;
 
 pub mod apply;
 pub mod device;
@@ -31,6 +30,7 @@ pub mod poll;
 pub mod probe;
 pub mod protocol;
 pub mod request;
+pub mod state;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod testing;
 pub mod translate;
@@ -53,6 +53,6 @@ pub use translate::EndpointIommu;
 /// of its endpoints (device threads).
 #[derive(Debug)]
 pub(crate) struct Shared {
-    pub(crate) state: RwLock<domains::IommuState>,
+    pub(crate) state: state::StateLock,
     pub(crate) faults: event::FaultQueue,
 }

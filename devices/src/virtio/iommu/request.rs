@@ -12,13 +12,12 @@
 //! length 0.
 
 use std::io::Write;
-use std::sync::{PoisonError, RwLock};
 
 use virtio_queue::{DescriptorChain, Reader, Writer};
 use vm_memory::{ByteValued, GuestMemoryMmap};
 
 use super::apply::{self, Sides};
-use super::domains::{DomainError, IommuState};
+use super::domains::DomainError;
 use super::host::HostSpaces;
 use super::mappings::Mapping;
 use super::probe::encode_properties;
@@ -28,6 +27,7 @@ use super::protocol::{
     VIRTIO_IOMMU_F_MMIO, VIRTIO_IOMMU_MAP_F_MASK, VIRTIO_IOMMU_MAP_F_MMIO, VIRTIO_IOMMU_T_ATTACH,
     VIRTIO_IOMMU_T_DETACH, VIRTIO_IOMMU_T_MAP, VIRTIO_IOMMU_T_PROBE, VIRTIO_IOMMU_T_UNMAP,
 };
+use super::state::StateLock;
 
 /// A parsed request (its device-readable part).
 #[derive(Clone, Copy, Debug)]
@@ -56,7 +56,7 @@ pub enum Reply {
 /// Everything a handler works on.
 pub struct RequestContext<'a> {
     /// Domains and endpoints.
-    pub state: &'a RwLock<IommuState>,
+    pub state: &'a StateLock,
     /// Host address spaces of assigned endpoints, if any.
     pub host: Option<&'a mut HostSpaces>,
     /// Features the driver accepted.
@@ -181,7 +181,7 @@ pub fn handle_probe(ctx: &mut RequestContext<'_>, req: &ReqProbe) -> Reply {
         let e = DomainError::Quarantined(endpoint);
         return Reply::Probe(zeros(), status_of("PROBE", Err::<(), _>(e)));
     }
-    let state = ctx.state.read().unwrap_or_else(PoisonError::into_inner);
+    let state = ctx.state.read();
     match state.reserved_regions(endpoint) {
         Ok(regions) => match encode_properties(regions, ctx.probe_size) {
             Some(props) => Reply::Probe(props, Status::Ok),
@@ -356,7 +356,7 @@ impl<'a> Chain<'a> {
 /// without locks, runs it (see `apply.rs` for the locking), writes the
 /// reply.
 pub fn process_chain(
-    state: &RwLock<IommuState>,
+    state: &StateLock,
     host: Option<&mut HostSpaces>,
     acked_features: u64,
     probe_size: usize,

@@ -16,6 +16,7 @@ use super::testing::FakeDma;
 use super::*;
 use crate::virtio::{VirtioDevice, VirtioInterrupt};
 
+mod cache;
 mod host;
 
 const QUEUE_LEN: u16 = 64;
