@@ -1,7 +1,8 @@
 //! Process-wide counters of where the time goes (issue 10): vCPU exits by
 //! kind, virtio-blk kicks and requests, virtio-iommu kicks, requests and
-//! DMA translations, and the request poller's windows, passes with work
-//! (hits) and passes without (misses), kicks its adaptive window let pass
+//! DMA translations (and how many the translation cache served), and the
+//! request poller's windows, passes with work (hits) and passes without
+//! (misses), kicks its adaptive window let pass
 //! without polling (skips), the time it spent polling and the time spent
 //! serving virtio-iommu requests. Relaxed atomic additions, cheap on
 //! the hot paths; minivmm logs a [`Snapshot`] when it exits, at info level
@@ -29,6 +30,8 @@ pub enum Counter {
     /// DMA translations through the virtio-iommu (one per guest buffer a
     /// device behind it reads or writes).
     Translations,
+    /// Translations served from the translator's cache (`translate.rs`).
+    TranslationHits,
     /// Poll windows the request poller opened (one per kick it followed).
     PollWindows,
     /// Poller passes that found requests.
@@ -45,7 +48,7 @@ pub enum Counter {
     IommuServiceNs,
 }
 
-const COUNTERS: usize = 13;
+const COUNTERS: usize = 14;
 
 static COUNTS: [AtomicU64; COUNTERS] = [const { AtomicU64::new(0) }; COUNTERS];
 
@@ -81,6 +84,8 @@ pub struct Snapshot {
     pub iommu_requests: u64,
     /// [`Counter::Translations`].
     pub translations: u64,
+    /// [`Counter::TranslationHits`].
+    pub translation_hits: u64,
     /// [`Counter::PollWindows`].
     pub poll_windows: u64,
     /// [`Counter::PollHits`].
@@ -105,6 +110,7 @@ pub fn snapshot() -> Snapshot {
         iommu_kicks: get(Counter::IommuKicks),
         iommu_requests: get(Counter::IommuRequests),
         translations: get(Counter::Translations),
+        translation_hits: get(Counter::TranslationHits),
         poll_windows: get(Counter::PollWindows),
         poll_hits: get(Counter::PollHits),
         poll_misses: get(Counter::PollMisses),
@@ -128,7 +134,8 @@ impl fmt::Display for Snapshot {
         write!(
             f,
             "pio_exits={} mmio_exits={} blk_kicks={} blk_requests={} blk_requests_per_kick={} \
-             iommu_kicks={} iommu_requests={} translations={} translations_per_blk_request={} \
+             iommu_kicks={} iommu_requests={} translations={} translation_hits={} \
+             translations_per_blk_request={} \
              poll_windows={} poll_hits={} poll_misses={} poll_skips={} poll_spin_us={} \
              iommu_service_ns={}",
             self.pio_exits,
@@ -139,6 +146,7 @@ impl fmt::Display for Snapshot {
             self.iommu_kicks,
             self.iommu_requests,
             self.translations,
+            self.translation_hits,
             per(self.translations, self.blk_requests),
             self.poll_windows,
             self.poll_hits,
@@ -175,7 +183,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("translations=0 translations_per_blk_request=0.0 "),
+            text.contains("translations=0 translation_hits=0 translations_per_blk_request=0.0 "),
             "{text}"
         );
         assert!(Snapshot::default()

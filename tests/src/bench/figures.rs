@@ -235,6 +235,10 @@ impl Figures {
                         ("vCPU exits per blk request", per(exits, blk)),
                         ("translations per blk request", per(v("translations"), blk)),
                         (
+                            "translation cache hits, % of translations",
+                            per(v("translation_hits"), v("translations")).map(|f| f * 100.0),
+                        ),
+                        (
                             "iommu requests per blk request",
                             per(v("iommu_requests"), blk),
                         ),

@@ -139,6 +139,7 @@ impl Figures {
             "blk requests per kick",
             "vCPU exits per blk request",
             "translations per blk request",
+            "translation cache hits, % of translations",
             "iommu requests per blk request",
             "iommu requests per kick",
             "poll hits per window",

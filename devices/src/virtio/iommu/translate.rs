@@ -285,6 +285,7 @@ impl Iommu for EndpointIommu {
             // A miss here is a permission the mapping lacks: resolved
             // again below, which finds the same and reports the fault.
             if let Ok(it) = Iotlb::lookup(tlb, iova, length, access) {
+                crate::perf::count(crate::perf::Counter::TranslationHits);
                 return Ok(it);
             }
         }
