@@ -6,28 +6,22 @@
 //! hole in the middle of the existing mappings.
 
 use std::hint::black_box;
-use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion};
 use devices::virtio::iommu::domains::{IommuState, Limits};
 use devices::virtio::iommu::mappings::Mapping;
-use devices::virtio::iommu::protocol::{
-    ReqMap, ReqUnmap, Status, VIRTIO_IOMMU_MAP_F_READ, VIRTIO_IOMMU_MAP_F_WRITE,
-    VIRTIO_IOMMU_T_ATTACH, VIRTIO_IOMMU_T_MAP, VIRTIO_IOMMU_T_UNMAP,
-};
+use devices::virtio::iommu::protocol::{ReqMap, ReqUnmap, Status};
 use devices::virtio::iommu::request::{handle_map, handle_unmap, RequestContext};
 use devices::virtio::iommu::state::StateLock;
-use devices::virtio::iommu::{EndpointConfig, IommuConfig, VirtioIommu};
-use devices::virtio::{VirtioDevice, VirtioInterrupt};
-use virtio_queue::desc::split::Descriptor;
-use virtio_queue::desc::RawDescriptor;
-use virtio_queue::mock::MockSplitQueue;
-use virtio_queue::Queue;
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use devices::virtio::iommu::{IommuConfig, VirtioIommu};
+use devices::virtio::VirtioDevice;
+use minivmm_benches::{
+    activated_device, attach_req, enqueue, map_req, serve, tail_status, unmap_req, FLAGS, QLEN,
+};
+use vm_memory::{GuestAddress, GuestMemoryMmap};
 
 const SIZES: [u64; 4] = [1, 1_000, 100_000, 1_000_000];
 const PAGE: u64 = 0x1000;
-const FLAGS: u32 = VIRTIO_IOMMU_MAP_F_READ | VIRTIO_IOMMU_MAP_F_WRITE;
 const DOMAIN: u32 = 1;
 const ENDPOINT: u32 = 8;
 
@@ -197,111 +191,32 @@ fn bench_map_and_unmap_separately(c: &mut Criterion) {
     }
 }
 
-struct NoInterrupt;
-
-impl VirtioInterrupt for NoInterrupt {
-    fn notify_queue(&self, _: u16) {}
-    fn notify_config(&self) {}
-}
-
-const QLEN: u16 = 256;
-const REQ_BUFS: u64 = 0x10_0000;
-const SLOT: u64 = 64;
-
 fn guest_memory() -> GuestMemoryMmap {
     GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x100_0000)]).expect("guest memory")
 }
 
-fn map_req(iova: u64) -> Vec<u8> {
-    let mut v = vec![VIRTIO_IOMMU_T_MAP, 0, 0, 0];
-    v.extend(DOMAIN.to_le_bytes());
-    v.extend(iova.to_le_bytes());
-    v.extend((iova + PAGE - 1).to_le_bytes());
-    v.extend(iova.to_le_bytes());
-    v.extend(FLAGS.to_le_bytes());
-    v
-}
-
-fn unmap_req(iova: u64) -> Vec<u8> {
-    let mut v = vec![VIRTIO_IOMMU_T_UNMAP, 0, 0, 0];
-    v.extend(DOMAIN.to_le_bytes());
-    v.extend(iova.to_le_bytes());
-    v.extend((iova + PAGE - 1).to_le_bytes());
-    v.extend([0; 4]);
-    v
-}
-
-fn attach_req() -> Vec<u8> {
-    let mut v = vec![VIRTIO_IOMMU_T_ATTACH, 0, 0, 0];
-    v.extend(DOMAIN.to_le_bytes());
-    v.extend(ENDPOINT.to_le_bytes());
-    v.extend([0; 8]);
-    v
-}
-
-/// Queues `reqs` as two-descriptor chains (request, 4-byte tail) in
-/// descriptor slots from 0; at most `QLEN / 2` of them.
-fn enqueue(mem: &GuestMemoryMmap, q: &MockSplitQueue<'_, GuestMemoryMmap>, reqs: &[Vec<u8>]) {
-    for (i, req) in reqs.iter().enumerate() {
-        let buf = REQ_BUFS + i as u64 * SLOT;
-        mem.write_slice(req, GuestAddress(buf)).expect("request");
-        let d = (2 * i) as u16;
-        let head = Descriptor::new(buf, req.len() as u32, 1, d + 1);
-        let tail = Descriptor::new(buf + SLOT - 4, 4, 2, 0);
-        q.desc_table()
-            .store(d, RawDescriptor::from(head))
-            .expect("desc");
-        q.desc_table()
-            .store(d + 1, RawDescriptor::from(tail))
-            .expect("desc");
-        let idx = q.avail().idx().load();
-        q.avail()
-            .ring()
-            .ref_at(usize::from(idx % QLEN))
-            .expect("avail")
-            .store(d);
-        q.avail().idx().store(idx.wrapping_add(1));
-    }
-}
-
-fn tail_status(mem: &GuestMemoryMmap, i: u64) -> u8 {
-    mem.read_obj(GuestAddress(REQ_BUFS + i * SLOT + SLOT - 4))
-        .expect("tail")
+/// MAP of the page at `iova`, identity.
+fn map_page(iova: u64) -> Vec<u8> {
+    map_req(DOMAIN, iova, PAGE, iova)
 }
 
 fn bench_queue_level(c: &mut Criterion) {
     let mut group = c.benchmark_group("iommu_map_unmap/queue");
     for n in SIZES {
         let mem = guest_memory();
-        let q = MockSplitQueue::create(&mem, GuestAddress(0), QLEN);
-        let config = IommuConfig {
-            endpoints: vec![EndpointConfig {
-                id: ENDPOINT,
-                reserved: Vec::new(),
-            }],
-            ..Default::default()
-        };
-        let mut dev = VirtioIommu::new(config, mem.clone(), None).expect("device");
-        dev.set_acked_features(dev.device_features());
-        let queue = q.create_queue::<Queue>().expect("queue");
-        dev.activate(vec![(0, queue)], Arc::new(NoInterrupt))
-            .expect("activate");
-        enqueue(&mem, &q, &[attach_req()]);
-        dev.process_queue(0);
-        assert_eq!(tail_status(&mem, 0), Status::Ok as u8);
+        let (mut dev, q) = activated_device(&mem, ENDPOINT);
+        serve(&mut dev, &mem, &q, &[attach_req(DOMAIN, ENDPOINT)]);
         let batch = u64::from(QLEN / 2);
         let mut i = 0;
         while i < n {
             let reqs: Vec<Vec<u8>> = (i..n.min(i + batch))
-                .map(|k| map_req(existing(k)))
+                .map(|k| map_page(existing(k)))
                 .collect();
-            enqueue(&mem, &q, &reqs);
-            dev.process_queue(0);
-            assert_eq!(tail_status(&mem, reqs.len() as u64 - 1), Status::Ok as u8);
+            serve(&mut dev, &mem, &q, &reqs);
             i += batch;
         }
         let iova = probe_page(n);
-        let reqs = [map_req(iova), unmap_req(iova)];
+        let reqs = [map_page(iova), unmap_req(DOMAIN, iova, PAGE)];
         group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
             b.iter_batched(
                 || enqueue(&mem, &q, &reqs),
