@@ -54,6 +54,16 @@ fn ratio_cell(value: Option<f64>) -> String {
     value.map_or_else(|| "-".to_string(), |v| format!("{v:.2}x"))
 }
 
+/// `off X, lazy Y, strict Z`: one value per mode, each shown by `show`.
+fn per_mode(values: &[Option<f64>], show: impl Fn(Option<f64>) -> String) -> String {
+    MODES
+        .iter()
+        .zip(values)
+        .map(|(mode, v)| format!("{mode} {}", show(*v)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// One verdict on a target of issue 10.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Target {
@@ -271,12 +281,7 @@ impl Figures {
                 format!("{job}: minivmm >= QEMU in every mode"),
                 vs.clone(),
                 &|v| v.iter().all(|r| *r >= 1.0),
-                MODES
-                    .iter()
-                    .zip(&vs)
-                    .map(|(mode, r)| format!("{mode} {}", ratio_cell(*r)))
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                per_mode(&vs, ratio_cell),
             ));
             let spreads: Vec<Option<f64>> = MODES
                 .iter()
@@ -286,14 +291,7 @@ impl Figures {
                 format!("{job}: minivmm trial-to-trial spread < 20%"),
                 spreads.clone(),
                 &|v| v.iter().all(|s| *s < 20.0),
-                MODES
-                    .iter()
-                    .zip(&spreads)
-                    .map(|(mode, s)| {
-                        format!("{mode} {}", s.map_or("-".into(), |s| format!("{s:.0}%")))
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                per_mode(&spreads, |s| s.map_or("-".into(), |s| format!("{s:.0}%"))),
             ));
         }
         for size in MAP_SIZES {
@@ -329,12 +327,7 @@ impl Figures {
                 format!("{job}: minivmm host CPU per I/O <= QEMU's"),
                 vs.clone(),
                 &|v| v.iter().all(|r| *r <= 1.0),
-                MODES
-                    .iter()
-                    .zip(&vs)
-                    .map(|(mode, r)| format!("{mode} {}", ratio_cell(*r)))
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                per_mode(&vs, ratio_cell),
             ));
         }
         let idle: Vec<Option<f64>> = MODES
@@ -345,12 +338,7 @@ impl Figures {
             "idle guest: minivmm < 1% of a host CPU".into(),
             idle.clone(),
             &|v| v.iter().all(|p| *p < 1.0),
-            MODES
-                .iter()
-                .zip(&idle)
-                .map(|(mode, p)| format!("{mode} {}", p.map_or("-".into(), |p| format!("{p:.2}%"))))
-                .collect::<Vec<_>>()
-                .join(", "),
+            per_mode(&idle, |p| p.map_or("-".into(), |p| format!("{p:.2}%"))),
         ));
         let boot = ratio(
             self.median("boot", "L2 boot + poweroff s", "-", "minivmm"),
