@@ -13,6 +13,8 @@ pub mod perf;
 pub mod ratelimit;
 #[cfg(test)]
 mod test_alloc;
+#[cfg(test)]
+mod test_rng;
 pub mod vfio;
 pub mod virtio;
 

@@ -1064,13 +1064,9 @@ fn random_requests_are_survived_and_returned() {
     let mem = guest_memory();
     for round in 0..64u64 {
         let mut h = Harness::new(&mem, config(), all_features());
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64 ^ (round + 1).wrapping_mul(0x2545_f491_4f6c_dd1d);
-        let mut next = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = crate::test_rng::xorshift(
+            0x9e37_79b9_7f4a_7c15u64 ^ (round + 1).wrapping_mul(0x2545_f491_4f6c_dd1d),
+        );
         let mut submitted = 0;
         // Two descriptors per request at most; the mock table has QUEUE_LEN.
         for _ in 0..QUEUE_LEN / 2 {

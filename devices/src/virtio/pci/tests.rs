@@ -308,13 +308,7 @@ fn port_notify_mode_puts_notify_in_an_io_bar() {
 fn any_bar_access_of_any_width_is_survived() {
     let (mut d, _, _) = transport();
     negotiate(&mut d, OFFERED);
-    let mut seed = 0x2545_f491_4f6c_dd1du64;
-    let mut next = || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut next = crate::test_rng::xorshift(0x2545_f491_4f6c_dd1du64);
     for _ in 0..20_000 {
         let offset = next() % (BAR_SIZE + 64);
         let len = [1usize, 2, 3, 4, 8, 16][(next() % 6) as usize];

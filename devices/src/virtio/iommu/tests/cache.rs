@@ -294,13 +294,9 @@ fn cached_and_uncached_translations_agree() {
     let mut hits = 0;
     for round in 0..8u64 {
         let mut h = Harness::new(&mem, config(), all_features());
-        let mut seed = 0x2545_f491_4f6c_dd1du64 ^ (round + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = crate::test_rng::xorshift(
+            0x2545_f491_4f6c_dd1du64 ^ (round + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+        );
         let long = [
             h.dev.translator(8).expect("t"),
             h.dev.translator(9).expect("t"),

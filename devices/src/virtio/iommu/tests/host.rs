@@ -418,22 +418,15 @@ fn random_requests_and_failures_keep_host_and_state_equal() {
     let mem = two_region_memory();
     let (mut statuses, mut quarantines, mut lost) = ([0usize; 10], 0, 0);
     for round in 0..200u64 {
-        let mut seed = 0x2545_f491_4f6c_dd1du64 ^ (round + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = crate::test_rng::xorshift(
+            0x2545_f491_4f6c_dd1du64 ^ (round + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+        );
         let unmap_all = next() % 2 == 0;
         let mut t = HostHarness::new(&mem, next() % 2 == 0, unmap_all);
         let rate = next() % 6;
-        let mut fail_seed = next();
+        let mut fail = crate::test_rng::xorshift(next());
         t.fake.inject(Box::new(move |_| {
-            fail_seed ^= fail_seed << 13;
-            fail_seed ^= fail_seed >> 7;
-            fail_seed ^= fail_seed << 17;
-            (fail_seed % 16 < rate).then(|| DmaError::Failed("random".into()))
+            (fail() % 16 < rate).then(|| DmaError::Failed("random".into()))
         }));
         for _ in 0..60 {
             let ep = [EMULATED, A, B][(next() % 3) as usize];
