@@ -313,7 +313,7 @@ fn any_bar_access_of_any_width_is_survived() {
         let offset = next() % (BAR_SIZE + 64);
         let len = [1usize, 2, 3, 4, 8, 16][(next() % 6) as usize];
         let mut buf = vec![0u8; len];
-        if next() % 2 == 0 {
+        if next().is_multiple_of(2) {
             d.read_bar((next() % 6) as usize, offset, &mut buf);
         } else {
             buf.iter_mut().for_each(|b| *b = next() as u8);

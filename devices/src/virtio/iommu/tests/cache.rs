@@ -318,7 +318,7 @@ fn cached_and_uncached_translations_agree() {
                     h.request(&unmap(1 + (next() % 2) as u32, start, end));
                 }
                 5 => {
-                    let flags = if next() % 4 == 0 {
+                    let flags = if next().is_multiple_of(4) {
                         VIRTIO_IOMMU_ATTACH_F_BYPASS
                     } else {
                         0

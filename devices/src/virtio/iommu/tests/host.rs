@@ -421,8 +421,8 @@ fn random_requests_and_failures_keep_host_and_state_equal() {
         let mut next = crate::test_rng::xorshift(
             0x2545_f491_4f6c_dd1du64 ^ (round + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15),
         );
-        let unmap_all = next() % 2 == 0;
-        let mut t = HostHarness::new(&mem, next() % 2 == 0, unmap_all);
+        let unmap_all = next().is_multiple_of(2);
+        let mut t = HostHarness::new(&mem, next().is_multiple_of(2), unmap_all);
         let rate = next() % 6;
         let mut fail = crate::test_rng::xorshift(next());
         t.fake.inject(Box::new(move |_| {
