@@ -40,19 +40,21 @@ pub(super) fn start_iommu_poller(
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .poll_requests();
+                perf::count(if worked {
+                    Counter::PollHits
+                } else {
+                    Counter::PollMisses
+                });
                 if worked {
-                    perf::count(Counter::PollHits);
                     hits += 1;
                     idle_since = Instant::now();
                 } else if idle_since.elapsed() >= window {
-                    perf::count(Counter::PollMisses);
                     iommu
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
                         .stop_polling();
                     break;
                 } else {
-                    perf::count(Counter::PollMisses);
                     std::hint::spin_loop();
                 }
             }

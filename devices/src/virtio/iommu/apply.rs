@@ -16,8 +16,6 @@
 //! changes the state, so nothing can change between the check and the
 //! commit.
 
-use std::sync::RwLockReadGuard;
-
 use super::dma::DmaError;
 use super::domains::{DomainError, IommuState};
 use super::host::{host_can_map, host_mapping, Content, HostSpaces};
@@ -30,10 +28,6 @@ pub struct Sides<'a> {
     pub state: &'a StateLock,
     /// The host address spaces, when some endpoint is assigned.
     pub host: Option<&'a mut HostSpaces>,
-}
-
-fn read(state: &StateLock) -> RwLockReadGuard<'_, IommuState> {
-    state.read()
 }
 
 /// Commits a change; the translators' caches learn of it through the
@@ -78,7 +72,7 @@ pub fn attach(
     domain: u32,
     bypass: bool,
 ) -> Result<(), DomainError> {
-    let state = read(sides.state);
+    let state = sides.state.read();
     let plan = state.plan_attach(endpoint, domain, bypass)?;
     let host = host_for(&mut sides.host, endpoint)?;
     let Some(plan) = plan else {
@@ -109,7 +103,7 @@ pub fn attach(
 /// DETACH `endpoint` from `domain`; the domain is destroyed with its
 /// mappings when it was the last endpoint there.
 pub fn detach(sides: &mut Sides<'_>, endpoint: u32, domain: u32) -> Result<(), DomainError> {
-    let state = read(sides.state);
+    let state = sides.state.read();
     state.plan_detach(endpoint, domain)?;
     if let Some(host) = host_for(&mut sides.host, endpoint)? {
         let to = if state.bypass() {
@@ -128,7 +122,7 @@ pub fn detach(sides: &mut Sides<'_>, endpoint: u32, domain: u32) -> Result<(), D
 /// MAP `mapping` into `domain`: into the host address space of each
 /// assigned endpoint there first, then into the virtual state.
 pub fn map(sides: &mut Sides<'_>, domain: u32, mapping: Mapping) -> Result<(), DomainError> {
-    let state = read(sides.state);
+    let state = sides.state.read();
     host_lost(&sides.host)?;
     state.plan_map(domain, &mapping, sides.host.is_some())?;
     if let (Some(host), Some(d)) = (sides.host.as_deref_mut(), state.domain(domain)) {
@@ -154,7 +148,7 @@ pub fn map(sides: &mut Sides<'_>, domain: u32, mapping: Mapping) -> Result<(), D
 /// (an endpoint that cannot let go is quarantined), then from the virtual
 /// state. Changes nothing when a mapping would be split.
 pub fn unmap(sides: &mut Sides<'_>, domain: u32, start: u64, end: u64) -> Result<(), DomainError> {
-    let state = read(sides.state);
+    let state = sides.state.read();
     host_lost(&sides.host)?;
     let plan = state.plan_unmap(domain, start, end)?;
     if let (Some(host), Some(d), true) = (
@@ -178,7 +172,7 @@ pub fn unmap(sides: &mut Sides<'_>, domain: u32, start: u64, end: u64) -> Result
 /// lose the identity map first. When one cannot get it, the others are put
 /// back and the field keeps its value.
 pub fn set_bypass(sides: &mut Sides<'_>, bypass: bool) -> Result<(), DomainError> {
-    let state = read(sides.state);
+    let state = sides.state.read();
     if state.bypass() == bypass {
         return Ok(());
     }
@@ -221,7 +215,7 @@ pub fn set_bypass(sides: &mut Sides<'_>, bypass: bool) -> Result<(), DomainError
 /// now and follows the state from then on. On error it is left empty and
 /// forgotten.
 pub fn assign(sides: &mut Sides<'_>, endpoint: u32) -> Result<(), DomainError> {
-    let state = read(sides.state);
+    let state = sides.state.read();
     if !state.has_endpoint(endpoint) {
         return Err(DomainError::UnknownEndpoint(endpoint));
     }
@@ -260,7 +254,7 @@ pub fn assign(sides: &mut Sides<'_>, endpoint: u32) -> Result<(), DomainError> {
 /// emptied and forgotten (the virtual state is not changed). If it cannot
 /// be emptied the host state is lost (the caller reports it).
 pub fn unassign(sides: &mut Sides<'_>, endpoint: u32) {
-    let state = read(sides.state);
+    let state = sides.state.read();
     let Some(host) = sides.host.as_deref_mut() else {
         return;
     };
@@ -273,7 +267,7 @@ pub fn unassign(sides: &mut Sides<'_>, endpoint: u32) {
 /// value (device reset). Cannot fail: an assigned endpoint that cannot
 /// reach its new content is quarantined.
 pub fn reset(sides: &mut Sides<'_>, bypass_after: Option<bool>) {
-    let state = read(sides.state);
+    let state = sides.state.read();
     let bypass = bypass_after.unwrap_or(state.bypass());
     if let Some(host) = sides.host.as_deref_mut() {
         host.reset(&state, bypass);
